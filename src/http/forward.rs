@@ -1,0 +1,274 @@
+//! Serialization of the heads ringway sends: the request to the upstream, interim and final
+//! responses to the client, and ringway's own error responses.
+//!
+//! Headers are copied in their received order, case and repetition, except the hop-by-hop and
+//! framing headers, which ringway always writes itself (RFC 9110 section 7.6.1).
+
+use std::net::IpAddr;
+
+use crate::error::{Kind, ProxyError};
+use crate::http::body::BodyKind;
+use crate::http::date::with_date;
+use crate::http::head::{Field, FieldRole, RequestHead, ResponseHead, Span};
+
+/// The pseudonym ringway adds to Via (RFC 9110 section 7.6.3).
+pub const VIA_PSEUDONYM: &[u8] = b"ringway";
+
+/// Appends bytes to a head buffer without ever growing it past `limit`, so that a head written
+/// into a pooled buffer can never reallocate it.
+pub struct HeadWriter<'a> {
+    out: &'a mut Vec<u8>,
+    limit: usize,
+    overflow: bool,
+}
+
+impl<'a> HeadWriter<'a> {
+    pub fn new(out: &'a mut Vec<u8>, limit: usize) -> HeadWriter<'a> {
+        HeadWriter { out, limit, overflow: false }
+    }
+
+    pub fn put(&mut self, bytes: &[u8]) {
+        if self.out.len() + bytes.len() > self.limit {
+            self.overflow = true;
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
+    fn put_decimal(&mut self, value: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.put(&digits[at..]);
+    }
+
+    fn put_field(&mut self, name: &[u8], value: &[u8]) {
+        self.put(name);
+        self.put(b": ");
+        self.put(value);
+        self.put(b"\r\n");
+    }
+
+    /// Returns whether everything fit under the limit.
+    pub fn finish(self) -> bool {
+        !self.overflow
+    }
+}
+
+fn named_in_connection(buf: &[u8], name: Span, tokens: &[Span]) -> bool {
+    let name = name.of(buf);
+    tokens.iter().any(|token| token.of(buf).eq_ignore_ascii_case(name))
+}
+
+/// Writes one combined line for a list-valued header (X-Forwarded-For, Via): the received values
+/// in order, then ringway's entry.
+fn put_appended_list(writer: &mut HeadWriter<'_>, name: &[u8], buf: &[u8], fields: &[Field], role: FieldRole, entry: &[&[u8]]) {
+    writer.put(name);
+    writer.put(b": ");
+    for field in fields.iter().filter(|field| field.role == role) {
+        let value = field.value.of(buf);
+        if !value.is_empty() {
+            writer.put(value);
+            writer.put(b", ");
+        }
+    }
+    for part in entry {
+        writer.put(part);
+    }
+    writer.put(b"\r\n");
+}
+
+fn ip_text(ip: IpAddr, out: &mut [u8; 48]) -> usize {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut out[..]);
+    // An IPv6 address is at most 45 characters, so this cannot fail.
+    let _ = write!(cursor, "{ip}");
+    cursor.position() as usize
+}
+
+/// The request details `write_request_head` needs besides the parsed head.
+pub struct RequestContext<'a> {
+    pub client_ip: IpAddr,
+    /// Used as Host when an HTTP/1.0 client sent none.
+    pub upstream_authority: &'a str,
+}
+
+/// Writes the request head for the upstream into `out`: an HTTP/1.1 request line with the target
+/// bytes exactly as received, the end-to-end headers in order, Host, the forwarding headers,
+/// and ringway's own framing header for `head.body`.
+pub fn write_request_head(out: &mut Vec<u8>, limit: usize, buf: &[u8], head: &RequestHead, context: &RequestContext<'_>) -> Result<(), ProxyError> {
+    let mut writer = HeadWriter::new(out, limit);
+    writer.put(head.method.of(buf));
+    writer.put(b" ");
+    writer.put(head.target.of(buf));
+    writer.put(b" HTTP/1.1\r\n");
+    let mut saw_forwarded_for = false;
+    let mut saw_via = false;
+    for field in &head.fields {
+        match field.role {
+            FieldRole::HopByHop | FieldRole::ForwardedReplaced => {}
+            FieldRole::ForwardedFor => saw_forwarded_for = true,
+            FieldRole::Via => saw_via = true,
+            // An absolute-form target's authority replaces Host (RFC 9112 section 3.2.2).
+            FieldRole::Host if head.target_authority.is_some() => {}
+            FieldRole::Host | FieldRole::EndToEnd => {
+                if !named_in_connection(buf, field.name, &head.connection_tokens) {
+                    writer.put_field(field.name.of(buf), field.value.of(buf));
+                }
+            }
+        }
+    }
+    match (head.target_authority, head.host) {
+        (Some(authority), _) => writer.put_field(b"Host", authority.of(buf)),
+        (None, None) => writer.put_field(b"Host", context.upstream_authority.as_bytes()),
+        (None, Some(_)) => {}
+    }
+    let mut ip = [0u8; 48];
+    let ip_len = ip_text(context.client_ip, &mut ip);
+    if saw_forwarded_for {
+        put_appended_list(&mut writer, b"X-Forwarded-For", buf, &head.fields, FieldRole::ForwardedFor, &[&ip[..ip_len]]);
+    } else {
+        writer.put_field(b"X-Forwarded-For", &ip[..ip_len]);
+    }
+    writer.put_field(b"X-Forwarded-Proto", b"http");
+    if let Some(authority) = head.authority(buf) {
+        writer.put_field(b"X-Forwarded-Host", authority);
+    }
+    let protocol: &[u8] = if head.minor_version == 0 { b"1.0 " } else { b"1.1 " };
+    if saw_via {
+        put_appended_list(&mut writer, b"Via", buf, &head.fields, FieldRole::Via, &[protocol, VIA_PSEUDONYM]);
+    } else {
+        put_appended_list(&mut writer, b"Via", buf, &[], FieldRole::Via, &[protocol, VIA_PSEUDONYM]);
+    }
+    match head.body {
+        Some(BodyKind::Length(length)) => {
+            writer.put(b"Content-Length: ");
+            writer.put_decimal(length);
+            writer.put(b"\r\n");
+        }
+        Some(BodyKind::Chunked) => writer.put(b"Transfer-Encoding: chunked\r\n"),
+        Some(BodyKind::None | BodyKind::CloseDelimited) | None => {}
+    }
+    writer.put(b"\r\n");
+    if writer.finish() {
+        Ok(())
+    } else {
+        Err(ProxyError::new(
+            Kind::HeadTooLarge,
+            "request head too large once forwarding headers are added; send smaller headers or raise buffers.size_bytes",
+        ))
+    }
+}
+
+/// How ringway frames a response body toward the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// No body follows (HEAD, 1xx, 204, 304, or an empty body).
+    None,
+    /// Content-Length as received.
+    Length(u64),
+    /// Re-encoded as chunked (an HTTP/1.1 client and a chunked or close-delimited upstream body).
+    Chunked,
+    /// Delimited by closing the connection (an HTTP/1.0 client without a known length).
+    Close,
+}
+
+/// Writes the final response head for the client into `out` (which it clears first).
+///
+/// `content_length_header` is the length to announce on a bodiless response that had one (HEAD
+/// and 304 keep it, because it describes the representation, RFC 9110 section 8.6).
+pub fn write_response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, framing: ClientFraming, close: bool, client_minor_version: u8) {
+    out.clear();
+    let mut writer = HeadWriter::new(out, usize::MAX);
+    write_status_and_fields(&mut writer, buf, head);
+    match framing {
+        ClientFraming::Length(length) => {
+            writer.put(b"Content-Length: ");
+            writer.put_decimal(length);
+            writer.put(b"\r\n");
+        }
+        ClientFraming::Chunked => writer.put(b"Transfer-Encoding: chunked\r\n"),
+        ClientFraming::None => {
+            if let Some(length) = head.content_length.filter(|_| head.status != 204 && head.status >= 200) {
+                writer.put(b"Content-Length: ");
+                writer.put_decimal(length);
+                writer.put(b"\r\n");
+            }
+        }
+        ClientFraming::Close => {}
+    }
+    if !head.has_date {
+        with_date(|date| writer.put_field(b"Date", date));
+    }
+    if close {
+        writer.put(b"Connection: close\r\n");
+    } else if client_minor_version == 0 {
+        writer.put(b"Connection: keep-alive\r\n");
+    }
+    writer.put(b"\r\n");
+    writer.finish();
+}
+
+/// Writes an interim (1xx) response for the client into `out` (which it clears first).
+pub fn write_interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+    out.clear();
+    let mut writer = HeadWriter::new(out, usize::MAX);
+    write_status_and_fields(&mut writer, buf, head);
+    writer.put(b"\r\n");
+    writer.finish();
+}
+
+fn write_status_and_fields(writer: &mut HeadWriter<'_>, buf: &[u8], head: &ResponseHead) {
+    writer.put(b"HTTP/1.1 ");
+    writer.put_decimal(u64::from(head.status));
+    writer.put(b" ");
+    writer.put(head.reason.of(buf));
+    writer.put(b"\r\n");
+    let mut saw_via = false;
+    for field in &head.fields {
+        match field.role {
+            FieldRole::HopByHop => {}
+            FieldRole::Via => saw_via = true,
+            _ => {
+                if !named_in_connection(buf, field.name, &head.connection_tokens) {
+                    writer.put_field(field.name.of(buf), field.value.of(buf));
+                }
+            }
+        }
+    }
+    let protocol: &[u8] = if head.minor_version == 0 { b"1.0 " } else { b"1.1 " };
+    let fields: &[Field] = if saw_via { &head.fields } else { &[] };
+    put_appended_list(writer, b"Via", buf, fields, FieldRole::Via, &[protocol, VIA_PSEUDONYM]);
+}
+
+/// Writes ringway's own response for an error into `out` (which it clears first): a one-line
+/// plain-text body naming the problem, and `Connection: close` where the connection ends.
+pub fn write_error_response(out: &mut Vec<u8>, status: u16, reason: &str, detail: &str, close: bool, head_only: bool) {
+    use std::io::Write;
+    out.clear();
+    let body_len = 3 + 1 + reason.len() + 2 + detail.len() + 1;
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\n");
+    with_date(|date| {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+    });
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        let _ = writeln!(out, "{status} {reason}: {detail}");
+    }
+}
+
+#[cfg(test)]
+mod tests;

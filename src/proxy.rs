@@ -1,0 +1,734 @@
+//! The client connection loop: read a request head, route it, exchange it with an upstream, and
+//! repeat while both sides keep the connection alive.
+//!
+//! Buffers: a client connection holds either no pooled buffer (while it waits for the next
+//! request) or exactly two, taken together: `inbound` for the client's bytes and `upstream` for
+//! the upstream's. It never waits for a buffer while it holds one, which keeps the pool free of
+//! deadlocks; relays only add a third or fourth buffer when one is free at once.
+//!
+//! Errors: every failure on the request path is a `ProxyError`, and `Client::respond_error` is
+//! the one place that turns it into the client's response and a log line.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::buffer::{BufferPool, PoolBuf};
+use crate::config::Config;
+use crate::error::{Kind, ProxyError, Side, shown};
+use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
+use crate::http::forward::{self, ClientFraming, RequestContext};
+use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
+use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
+use crate::route::find_route;
+use crate::upstream::{self, UpstreamConnection, Upstreams};
+
+/// How long ringway keeps reading (and discarding) a client's unread request body after an error
+/// response before it closes the connection. Closing a socket with unread input makes the kernel
+/// send a reset, which can destroy the error response before the client reads it.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The most request-body bytes ringway discards while lingering before it closes anyway.
+pub const LINGER_MAX_BYTES: usize = 1 << 20;
+
+/// What one worker shares between its connections. Nothing here is shared across threads
+/// except the read-only configuration.
+pub struct WorkerContext {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub pool: BufferPool,
+    pub upstreams: RefCell<Upstreams>,
+    pub connections: Cell<usize>,
+}
+
+impl WorkerContext {
+    fn request_limits(&self) -> HeadLimits {
+        let limits = &self.config.limits;
+        HeadLimits { max_head_bytes: limits.max_request_head_bytes, max_header_count: limits.max_header_count }
+    }
+
+    fn response_limits(&self) -> HeadLimits {
+        let limits = &self.config.limits;
+        HeadLimits { max_head_bytes: limits.max_response_head_bytes, max_header_count: limits.max_header_count }
+    }
+
+    fn chunked_limits(&self) -> ChunkedLimits {
+        let limits = &self.config.limits;
+        ChunkedLimits { max_extension_bytes: limits.max_chunk_extension_bytes, max_trailer_bytes: limits.max_trailer_bytes }
+    }
+
+    fn source_for(&self, kind: BodyKind) -> Source {
+        match kind {
+            BodyKind::None => Source::Length(LengthDecoder::new(0)),
+            BodyKind::Length(length) => Source::Length(LengthDecoder::new(length)),
+            BodyKind::Chunked => Source::Chunked(ChunkedDecoder::new(self.chunked_limits())),
+            BodyKind::CloseDelimited => Source::Close,
+        }
+    }
+}
+
+/// The two buffers a connection holds while it has a request in progress.
+struct Buffers {
+    inbound: PoolBuf,
+    upstream: PoolBuf,
+}
+
+/// Serves one client connection until it closes, fails, or idles out.
+pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut client = Client {
+        ctx,
+        peer,
+        stream: Some(stream),
+        buffers: None,
+        pos: 0,
+        request: RequestHead::default(),
+        response: ResponseHead::default(),
+        head_out: Vec::new(),
+        is_head: false,
+        served: 0,
+    };
+    client.run().await;
+    debug!(client = %peer, requests = client.served, "client connection closed");
+}
+
+struct Client {
+    ctx: Rc<WorkerContext>,
+    peer: SocketAddr,
+    /// The connection, whole between requests (split into halves during an exchange).
+    stream: Option<TcpStream>,
+    buffers: Option<Buffers>,
+    /// Start of unprocessed client bytes in `buffers.inbound`.
+    pos: usize,
+    request: RequestHead,
+    response: ResponseHead,
+    /// Response heads for the client are written here, reused across requests.
+    head_out: Vec<u8>,
+    /// The request being answered is a HEAD request, so an error response has no body.
+    is_head: bool,
+    served: u64,
+}
+
+/// How an exchange ended, for the connection loop.
+enum Next {
+    /// Both sides are clean: read the next request.
+    KeepAlive,
+    Close,
+}
+
+impl Client {
+    async fn run(&mut self) {
+        loop {
+            match self.read_request_head().await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(err) => {
+                    self.respond_error(&err, None).await;
+                    return;
+                }
+            }
+            self.served += 1;
+            match self.handle_request().await {
+                Next::KeepAlive => {}
+                Next::Close => return,
+            }
+        }
+    }
+
+    fn has_pending_bytes(&self) -> bool {
+        self.buffers.as_ref().is_some_and(|buffers| self.pos < buffers.inbound.len())
+    }
+
+    /// Reads the next request head into `inbound`. Returns `Ok(false)` when the client closed or
+    /// went quiet between requests, which ends the connection without a response.
+    async fn read_request_head(&mut self) -> Result<bool, ProxyError> {
+        let timeouts = &self.ctx.config.timeouts;
+        let pending = self.has_pending_bytes();
+        let Some(stream) = self.stream.as_mut() else { return Ok(false) };
+        if !pending {
+            // An idle connection holds no buffer: wait until the client sends something.
+            self.buffers = None;
+            let wait = if self.served == 0 { timeouts.client_head } else { timeouts.client_idle };
+            match monoio::time::timeout(wait, stream.readable(false)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(false),
+            }
+            let [mut inbound, mut upstream] = self.ctx.pool.acquire::<2>().await;
+            inbound.clear();
+            upstream.clear();
+            self.buffers = Some(Buffers { inbound, upstream });
+            self.pos = 0;
+        }
+        let Some(buffers) = self.buffers.as_mut() else { return Ok(false) };
+        let inbound = &mut buffers.inbound;
+        if self.pos > 0 {
+            let len = inbound.len();
+            inbound.copy_within(self.pos..len, 0);
+            inbound.truncate(len - self.pos);
+            self.pos = 0;
+        }
+        self.is_head = false;
+        let deadline = Instant::now() + timeouts.client_head;
+        let limits = self.ctx.request_limits();
+        loop {
+            if !inbound.is_empty() && head::parse_request(inbound, limits, &mut self.request)? {
+                self.is_head = self.request.is_head(inbound);
+                return Ok(true);
+            }
+            let window_end = inbound.capacity() - TAILROOM;
+            let start = inbound.len();
+            if start >= window_end {
+                return Err(ProxyError::new(Kind::HeadTooLarge, "request head does not fit in one buffer; raise buffers.size_bytes"));
+            }
+            let taken = std::mem::replace(inbound, PoolBuf::detached());
+            let read = monoio::time::timeout_at(deadline.into(), stream.read(taken.slice_mut(start..window_end))).await;
+            match read {
+                Err(_) if start == 0 && self.served > 0 => return Ok(false),
+                Err(_) => {
+                    return Err(ProxyError::new(Kind::ClientTimeout, format!(
+                        "request head not received within {} ms; raise timeouts.client_head_ms for slow clients",
+                        timeouts.client_head.as_millis()
+                    )));
+                }
+                Ok((result, slice)) => {
+                    *inbound = slice.into_inner();
+                    match result {
+                        Ok(0) if start == 0 => return Ok(false),
+                        Ok(0) => return Err(ProxyError::new(Kind::ClientClosed, "client closed the connection inside a request head")),
+                        Ok(_) => {}
+                        Err(err) => return Err(ProxyError::new(Kind::ClientClosed, format!("reading the request head failed: {err}"))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Routes the parsed request and runs the exchange; returns what the connection does next.
+    async fn handle_request(&mut self) -> Next {
+        let Some(buffers) = self.buffers.as_ref() else { return Next::Close };
+        let buf = &buffers.inbound[..];
+        let request = &self.request;
+        let config = &self.ctx.config;
+        let route = find_route(&config.routes, request.authority(buf), request.method(buf), request.path.of(buf));
+        let Some(route) = route else {
+            let err = ProxyError::new(
+                Kind::NoRoute,
+                format!("no route matches {} {}", String::from_utf8_lossy(request.method(buf)), shown(request.target.of(buf))),
+            );
+            self.respond_error(&err, None).await;
+            return Next::Close;
+        };
+        let group = config.routes[route].upstream;
+        self.exchange(group).await
+    }
+
+    /// Sends the request to an upstream of `group` and relays the response.
+    async fn exchange(&mut self, group: usize) -> Next {
+        let ctx = self.ctx.clone();
+        let config = &ctx.config;
+        let (Some(mut buffers), Some(stream)) = (self.buffers.take(), self.stream.take()) else { return Next::Close };
+        let server_id = ctx.upstreams.borrow_mut().pick(group);
+        let server = &config.upstreams[group].servers[server_id.server];
+        let request_body = self.request.body.unwrap_or(BodyKind::None);
+        let bodiless = matches!(request_body, BodyKind::None | BodyKind::Length(0));
+        let retry_allowed = bodiless && self.request.is_idempotent(&buffers.inbound);
+
+        let context = RequestContext { client_ip: self.peer.ip(), upstream_authority: &server.authority };
+        let limit = buffers.upstream.capacity();
+        buffers.upstream.clear();
+        if let Err(err) = forward::write_request_head(&mut buffers.upstream, limit, &buffers.inbound, &self.request, &context) {
+            self.stream = Some(stream);
+            self.buffers = Some(buffers);
+            self.respond_error(&err, None).await;
+            return Next::Close;
+        }
+        let request_head_len = buffers.upstream.len();
+
+        let mut client = Some(stream);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let fresh_only = attempt > 1;
+            let connection = match self.connect(server_id, server.addr, fresh_only).await {
+                Ok(connection) => connection,
+                Err(err) => {
+                    self.stream = client.take();
+                    self.buffers = Some(buffers);
+                    self.respond_error(&err, Some(server.addr)).await;
+                    return Next::Close;
+                }
+            };
+            let outcome = self.run_exchange(connection, client.take().expect("client stream"), buffers, server.addr, request_head_len).await;
+            match outcome {
+                Exchanged::Done(next) => return next,
+                Exchanged::RetryFresh { stream, buffers: returned } if retry_allowed && attempt == 1 => {
+                    debug!(client = %self.peer, upstream = %server.addr, "pooled upstream connection was closed; retrying on a new one");
+                    client = Some(stream);
+                    buffers = returned;
+                    // The serialized head is still in the upstream buffer only if nothing
+                    // overwrote it; rebuild it to be sure.
+                    buffers.upstream.clear();
+                    let limit = buffers.upstream.capacity();
+                    if forward::write_request_head(&mut buffers.upstream, limit, &buffers.inbound, &self.request, &context).is_err() {
+                        return Next::Close;
+                    }
+                }
+                Exchanged::RetryFresh { stream, buffers: returned } => {
+                    self.stream = Some(stream);
+                    self.buffers = Some(returned);
+                    let err = ProxyError::new(Kind::UpstreamClosed, "upstream closed the connection without a response");
+                    self.respond_error(&err, Some(server.addr)).await;
+                    return Next::Close;
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, server: upstream::ServerId, addr: SocketAddr, fresh_only: bool) -> Result<UpstreamConnection, ProxyError> {
+        if !fresh_only {
+            if let Some(connection) = self.ctx.upstreams.borrow_mut().take_idle(server) {
+                return Ok(connection);
+            }
+        }
+        upstream::connect(addr, server, self.ctx.config.timeouts.connect).await
+    }
+
+    /// One attempt at an exchange on one upstream connection.
+    async fn run_exchange(
+        &mut self,
+        connection: UpstreamConnection,
+        stream: TcpStream,
+        buffers: Buffers,
+        upstream_addr: SocketAddr,
+        request_head_len: usize,
+    ) -> Exchanged {
+        let ctx = self.ctx.clone();
+        let timeouts = &ctx.config.timeouts;
+        let Buffers { inbound, upstream: upstream_buf } = buffers;
+        let reused = connection.reused;
+        let server_id = connection.server;
+        let mut upstream_stream = connection.stream;
+
+        // The request head goes out first, on its own: nothing of the client's body has been
+        // read from `inbound` yet, so a failure here loses nothing and may be retried.
+        let written = monoio::time::timeout(timeouts.upstream_read, upstream_stream.write_all(upstream_buf.slice(0..request_head_len))).await;
+        let upstream_buf = match written {
+            Ok((Ok(_), slice)) => slice.into_inner(),
+            Ok((Err(err), slice)) if reused => {
+                debug!(upstream = %upstream_addr, error = %err, "writing to a pooled upstream connection failed");
+                return Exchanged::RetryFresh { stream, buffers: Buffers { inbound, upstream: slice.into_inner() } };
+            }
+            Ok((Err(err), _)) => {
+                return self.fail(stream, inbound, ProxyError::new(Kind::UpstreamClosed, format!("sending the request failed: {err}")), upstream_addr).await;
+            }
+            Err(_) => {
+                return self.fail(stream, inbound, ProxyError::new(Kind::UpstreamTimeout, "sending the request head timed out"), upstream_addr).await;
+            }
+        };
+
+        let request_was_head = self.request.is_head(&inbound);
+        let client_minor = self.request.minor_version;
+        let expect_continue = self.request.expect_continue;
+        let client_keep_alive = self.request.keep_alive;
+        let body_source = ctx.source_for(self.request.body.unwrap_or(BodyKind::None));
+        let body_sink = if matches!(self.request.body, Some(BodyKind::Chunked)) { Sink::Chunked } else { Sink::Raw };
+        let head_len = self.request.head_len;
+
+        let (mut client_read, mut client_write) = stream.into_split();
+        let (mut upstream_read, mut upstream_write) = upstream_stream.into_split();
+        let request_params = RelayParams {
+            read_timeout: timeouts.client_body_read,
+            write_timeout: timeouts.upstream_read,
+            max_bytes: ctx.config.limits.max_request_body_bytes,
+        };
+        let head_params = HeadReadParams {
+            limits: ctx.response_limits(),
+            request_was_head,
+            expect_continue,
+            client_minor,
+            write_timeout: timeouts.client_write,
+        };
+
+        // The request body (if any) streams to the upstream while the response head is awaited,
+        // and goes on streaming while the response body flows back: an upstream may answer
+        // early (an error, or a 100 Continue the client waits for).
+        let end = {
+            let request_relay = relay::relay(&mut client_read, &mut upstream_write, inbound, head_len, body_source, body_sink, &ctx.pool, request_params);
+            let mut request_relay = pin!(request_relay);
+            let mut request_result: Option<Result<Relayed, RelayFailure>> = None;
+            let head_result = {
+                let read_head = read_response_head(&mut upstream_read, &mut client_write, upstream_buf, &mut self.response, &mut self.head_out, head_params);
+                let mut read_head = pin!(read_head);
+                let early = monoio::select! {
+                    done = &mut request_relay => {
+                        request_result = Some(done);
+                        None
+                    },
+                    head = &mut read_head => Some(head),
+                };
+                match (early, &request_result) {
+                    (Some(head), _) => head.map_err(HeadEnd::Failed),
+                    (None, Some(Err(failure))) if request_failure_is_clients(failure) => {
+                        Err(HeadEnd::RequestFailed(request_failure_error(failure, &ctx)))
+                    }
+                    (None, _) => match monoio::time::timeout(timeouts.upstream_head, &mut read_head).await {
+                        Ok(head) => head.map_err(HeadEnd::Failed),
+                        Err(_) => Err(HeadEnd::Failed(HeadFailure {
+                            error: ProxyError::new(Kind::UpstreamTimeout, format!(
+                                "no response head within {} ms; check the upstream or raise timeouts.upstream_head_ms",
+                                timeouts.upstream_head.as_millis()
+                            )),
+                            buf: None,
+                            received_any: true,
+                        })),
+                    },
+                }
+            };
+            match head_result {
+                Err(head_end) => DuplexEnd::NoResponse { head_end, request_result },
+                Ok((upstream_buf, body_start)) => {
+                    let request_complete = matches!(request_result, Some(Ok(_)));
+                    let response_body = self.response.body.unwrap_or(BodyKind::None);
+                    let client_framing = match response_body {
+                        BodyKind::None => ClientFraming::None,
+                        BodyKind::Length(length) => ClientFraming::Length(length),
+                        BodyKind::Chunked | BodyKind::CloseDelimited if client_minor >= 1 => ClientFraming::Chunked,
+                        BodyKind::Chunked | BodyKind::CloseDelimited => ClientFraming::Close,
+                    };
+                    // If the client is still sending its body, the connection cannot be reused:
+                    // say so now, since the head goes out first.
+                    let close_client = !client_keep_alive || client_framing == ClientFraming::Close || !request_complete;
+                    forward::write_response_head(&mut self.head_out, &upstream_buf[..body_start], &self.response, client_framing, close_client, client_minor);
+                    let head_bytes = std::mem::take(&mut self.head_out);
+                    let written = monoio::time::timeout(timeouts.client_write, client_write.write_all(head_bytes)).await;
+                    match written {
+                        Ok((Ok(_), head_bytes)) => {
+                            self.head_out = head_bytes;
+                            let response_sink = if client_framing == ClientFraming::Chunked { Sink::Chunked } else { Sink::Raw };
+                            let response_params = RelayParams { read_timeout: timeouts.upstream_read, write_timeout: timeouts.client_write, max_bytes: u64::MAX };
+                            let response_source = ctx.source_for(response_body);
+                            let response_relay = relay::relay(&mut upstream_read, &mut client_write, upstream_buf, body_start, response_source, response_sink, &ctx.pool, response_params);
+                            let mut response_relay = pin!(response_relay);
+                            let response_result = if request_result.is_none() {
+                                monoio::select! {
+                                    done = &mut request_relay => {
+                                        request_result = Some(done);
+                                        response_relay.await
+                                    },
+                                    done = &mut response_relay => done,
+                                }
+                            } else {
+                                response_relay.await
+                            };
+                            DuplexEnd::Responded { response_result, request_result, close_client }
+                        }
+                        _ => DuplexEnd::ClientGone,
+                    }
+                }
+            }
+        };
+
+        match end {
+            DuplexEnd::ClientGone => {
+                debug!(client = %self.peer, "client went away before the response head was written");
+                Exchanged::Done(Next::Close)
+            }
+            DuplexEnd::NoResponse { head_end: HeadEnd::RequestFailed(err), .. } => {
+                let stream = reunite(client_read, client_write);
+                self.fail_without_buffer(Some(stream), err, upstream_addr).await
+            }
+            DuplexEnd::NoResponse { head_end: HeadEnd::Failed(failure), request_result } => {
+                let stream = reunite(client_read, client_write);
+                let stale = !failure.received_any && reused;
+                if let (true, Some(Ok(relayed)), Some(buf)) = (stale, request_result, failure.buf) {
+                    if relayed.bytes == 0 {
+                        self.pos = relayed.pos;
+                        return Exchanged::RetryFresh { stream, buffers: Buffers { inbound: relayed.buf, upstream: buf } };
+                    }
+                }
+                self.fail_without_buffer(Some(stream), failure.error, upstream_addr).await
+            }
+            DuplexEnd::Responded { response_result: Err(failure), .. } => {
+                self.log_response_failure(&failure, upstream_addr);
+                Exchanged::Done(Next::Close)
+            }
+            DuplexEnd::Responded { response_result: Ok(relayed), request_result, close_client } => {
+                let request_relayed = match request_result {
+                    Some(Ok(relayed)) => Some(relayed),
+                    _ => None,
+                };
+                // The upstream connection is clean only if both messages ended exactly at their
+                // framing and the upstream did not ask to close.
+                let upstream_clean = self.response.keep_alive && request_relayed.is_some() && relayed.pos == relayed.buf.len();
+                if upstream_clean {
+                    let stream = reunite(upstream_read, upstream_write);
+                    ctx.upstreams.borrow_mut().put_idle(UpstreamConnection { stream, server: server_id, reused: true });
+                }
+                match request_relayed {
+                    Some(request) if !close_client => {
+                        self.stream = Some(reunite(client_read, client_write));
+                        self.pos = request.pos;
+                        self.buffers = Some(Buffers { inbound: request.buf, upstream: relayed.buf });
+                        Exchanged::Done(Next::KeepAlive)
+                    }
+                    _ => Exchanged::Done(Next::Close),
+                }
+            }
+        }
+    }
+
+    fn log_response_failure(&self, failure: &RelayFailure, upstream_addr: SocketAddr) {
+        let status = self.response.status;
+        match failure {
+            RelayFailure::SinkError(err) => {
+                debug!(client = %self.peer, upstream = %upstream_addr, error = %err, "client closed during the response body; closing the upstream connection");
+            }
+            RelayFailure::SinkTimeout => {
+                info!(client = %self.peer, upstream = %upstream_addr, "client stopped reading the response body; closing both connections");
+            }
+            RelayFailure::SourceClosed => {
+                warn!(client = %self.peer, upstream = %upstream_addr, status, "upstream closed before the end of the response body; the client connection is closed so the body is not taken as complete");
+            }
+            RelayFailure::SourceError(err) => {
+                warn!(client = %self.peer, upstream = %upstream_addr, status, error = %err, "reading the response body failed; closing the client connection");
+            }
+            RelayFailure::SourceTimeout => {
+                warn!(client = %self.peer, upstream = %upstream_addr, status, "upstream sent no body bytes within timeouts.upstream_read_ms; closing both connections");
+            }
+            RelayFailure::SourceInvalid(err) => {
+                warn!(client = %self.peer, upstream = %upstream_addr, status, error = %err, "invalid chunked response body; closing both connections");
+            }
+            RelayFailure::TooLarge => {}
+        }
+    }
+
+    /// Answers an error with both buffers given back, then closes.
+    async fn fail(&mut self, stream: TcpStream, inbound: PoolBuf, err: ProxyError, upstream_addr: SocketAddr) -> Exchanged {
+        self.stream = Some(stream);
+        drop(inbound);
+        self.respond_error(&err, Some(upstream_addr)).await;
+        Exchanged::Done(Next::Close)
+    }
+
+    async fn fail_without_buffer(&mut self, stream: Option<TcpStream>, err: ProxyError, upstream_addr: SocketAddr) -> Exchanged {
+        self.stream = stream;
+        self.respond_error(&err, Some(upstream_addr)).await;
+        Exchanged::Done(Next::Close)
+    }
+
+    /// The one place where an error becomes the client's response and a log line. The response
+    /// always closes the connection, since the request may not have been read to its end.
+    async fn respond_error(&mut self, err: &ProxyError, upstream: Option<SocketAddr>) {
+        log_error(&self.ctx, self.peer, err, upstream);
+        let Some((status, reason)) = err.status() else { return };
+        let Some(mut stream) = self.stream.take() else { return };
+        forward::write_error_response(&mut self.head_out, status, reason, &err.detail, true, self.is_head);
+        let response = std::mem::take(&mut self.head_out);
+        let write_timeout = self.ctx.config.timeouts.client_write;
+        if let Ok((Ok(_), response)) = monoio::time::timeout(write_timeout, stream.write_all(response)).await {
+            self.head_out = response;
+            linger(&mut stream, self.buffers.take().map(|buffers| buffers.inbound)).await;
+        }
+        self.buffers = None;
+    }
+}
+
+/// Reads and discards what the client still sends, for at most `LINGER_TIMEOUT` and
+/// `LINGER_MAX_BYTES`, after the write side was shut down, so that closing with unread input
+/// does not reset the connection before the client has read the response.
+async fn linger(stream: &mut TcpStream, buf: Option<PoolBuf>) {
+    let Some(mut buf) = buf else { return };
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIMEOUT;
+    let mut discarded = 0;
+    while discarded < LINGER_MAX_BYTES {
+        buf.clear();
+        let capacity = buf.capacity();
+        match monoio::time::timeout_at(deadline.into(), stream.read(buf.slice_mut(0..capacity))).await {
+            Ok((Ok(n), slice)) if n > 0 => {
+                discarded += n;
+                buf = slice.into_inner();
+            }
+            _ => return,
+        }
+    }
+}
+
+fn log_error(ctx: &WorkerContext, client: SocketAddr, err: &ProxyError, upstream: Option<SocketAddr>) {
+    let status = err.status().map_or(0, |(status, _)| status);
+    match (err.side, err.kind) {
+        (_, Kind::ClientClosed | Kind::NoRoute) => {
+            debug!(worker = ctx.id, client = %client, status, "{err}");
+        }
+        (Side::Upstream, _) => match upstream {
+            Some(upstream) => warn!(worker = ctx.id, client = %client, upstream = %upstream, status, "{err}"),
+            None => warn!(worker = ctx.id, client = %client, status, "{err}"),
+        },
+        _ => info!(worker = ctx.id, client = %client, status, "{err}"),
+    }
+}
+
+/// Whether a request-body relay failed because of the client (then the client gets the error)
+/// or because of the upstream (then the upstream may still have sent a response worth relaying).
+fn request_failure_is_clients(failure: &RelayFailure) -> bool {
+    !matches!(failure, RelayFailure::SinkError(_) | RelayFailure::SinkTimeout)
+}
+
+fn request_failure_error(failure: &RelayFailure, ctx: &WorkerContext) -> ProxyError {
+    let timeouts = &ctx.config.timeouts;
+    match failure {
+        RelayFailure::SourceClosed => ProxyError::new(Kind::ClientClosed, "client closed the connection inside the request body"),
+        RelayFailure::SourceError(err) => ProxyError::new(Kind::ClientClosed, format!("reading the request body failed: {err}")),
+        RelayFailure::SourceTimeout => ProxyError::new(Kind::ClientTimeout, format!(
+            "no request body bytes within {} ms; raise timeouts.client_body_read_ms for slow clients",
+            timeouts.client_body_read.as_millis()
+        )),
+        RelayFailure::SourceInvalid(err) => ProxyError::bad_request(format!("invalid chunked request body: {err}")),
+        RelayFailure::TooLarge => ProxyError::new(Kind::BodyTooLarge, format!(
+            "request body larger than {} bytes; send less or raise limits.max_request_body_bytes",
+            ctx.config.limits.max_request_body_bytes
+        )),
+        RelayFailure::SinkError(err) => ProxyError::new(Kind::UpstreamClosed, format!("sending the request body failed: {err}")),
+        RelayFailure::SinkTimeout => ProxyError::new(Kind::UpstreamTimeout, "upstream stopped reading the request body"),
+    }
+}
+
+/// Joins the halves of one stream again; they always come from the same `into_split`.
+fn reunite(read: OwnedReadHalf<TcpStream>, write: OwnedWriteHalf<TcpStream>) -> TcpStream {
+    read.reunite(write).expect("halves of one stream")
+}
+
+/// How the concurrent part of an exchange ended.
+enum DuplexEnd {
+    /// The client closed before the response head reached it.
+    ClientGone,
+    /// No final response head was relayed.
+    NoResponse { head_end: HeadEnd, request_result: Option<Result<Relayed, RelayFailure>> },
+    /// The response head was relayed; the body relay ended with `response_result`.
+    Responded {
+        response_result: Result<Relayed, RelayFailure>,
+        request_result: Option<Result<Relayed, RelayFailure>>,
+        close_client: bool,
+    },
+}
+
+enum HeadEnd {
+    /// The client failed while sending its body (its error, for the response).
+    RequestFailed(ProxyError),
+    Failed(HeadFailure),
+}
+
+enum Exchanged {
+    Done(Next),
+    /// A pooled connection was found closed before any response byte: the request may go again
+    /// on a new connection.
+    RetryFresh { stream: TcpStream, buffers: Buffers },
+}
+
+/// Settings for reading a response head.
+#[derive(Clone, Copy)]
+struct HeadReadParams {
+    limits: HeadLimits,
+    request_was_head: bool,
+    expect_continue: bool,
+    client_minor: u8,
+    write_timeout: Duration,
+}
+
+struct HeadFailure {
+    error: ProxyError,
+    /// The upstream buffer, when the failure left it with us.
+    buf: Option<PoolBuf>,
+    /// Whether any response byte had arrived (a stale pooled connection sends none).
+    received_any: bool,
+}
+
+/// Reads response heads from the upstream until a final one, forwarding interim responses to the
+/// client: the first 100 Continue only if the client asked for it, other 1xx only to HTTP/1.1
+/// clients (RFC 9110 section 15.2). Returns the buffer with the final head at its start and the
+/// offset where the body begins.
+async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
+    upstream: &mut R,
+    client: &mut W,
+    mut buf: PoolBuf,
+    response: &mut ResponseHead,
+    head_out: &mut Vec<u8>,
+    params: HeadReadParams,
+) -> Result<(PoolBuf, usize), HeadFailure> {
+    buf.clear();
+    let mut sent_continue = false;
+    let mut received_any = false;
+    loop {
+        if !buf.is_empty() {
+            let parsed = head::parse_response(&buf, params.limits, params.request_was_head, response);
+            match parsed {
+                Err(error) => return Err(HeadFailure { error, buf: Some(buf), received_any: true }),
+                Ok(false) => {}
+                Ok(true) if response.status >= 200 => {
+                    let body_start = response.head_len;
+                    return Ok((buf, body_start));
+                }
+                Ok(true) => {
+                    if response.status == 101 {
+                        let error = ProxyError::invalid_response("101 Switching Protocols without an upgrade request");
+                        return Err(HeadFailure { error, buf: Some(buf), received_any: true });
+                    }
+                    let forward = if response.status == 100 {
+                        params.expect_continue && !std::mem::replace(&mut sent_continue, true)
+                    } else {
+                        params.client_minor >= 1
+                    };
+                    if forward {
+                        forward::write_interim_head(head_out, &buf, response);
+                        let bytes = std::mem::take(head_out);
+                        match monoio::time::timeout(params.write_timeout, client.write_all(bytes)).await {
+                            Ok((Ok(_), bytes)) => *head_out = bytes,
+                            _ => {
+                                let error = ProxyError::new(Kind::ClientClosed, "client went away while an interim response was written");
+                                return Err(HeadFailure { error, buf: Some(buf), received_any: true });
+                            }
+                        }
+                    }
+                    let consumed = response.head_len;
+                    let len = buf.len();
+                    buf.copy_within(consumed..len, 0);
+                    buf.truncate(len - consumed);
+                    continue;
+                }
+            }
+        }
+        let start = buf.len();
+        let window_end = buf.capacity() - TAILROOM;
+        if start >= window_end {
+            let error = ProxyError::invalid_response("response head does not fit in one buffer; raise buffers.size_bytes");
+            return Err(HeadFailure { error, buf: Some(buf), received_any: true });
+        }
+        let (result, slice) = upstream.read(buf.slice_mut(start..window_end)).await;
+        buf = slice.into_inner();
+        match result {
+            Ok(0) => {
+                let error = if received_any {
+                    ProxyError::new(Kind::UpstreamClosed, "upstream closed the connection inside the response head")
+                } else {
+                    ProxyError::new(Kind::UpstreamClosed, "upstream closed the connection without a response")
+                };
+                return Err(HeadFailure { error, buf: Some(buf), received_any });
+            }
+            Ok(_) => received_any = true,
+            Err(err) => {
+                let error = ProxyError::new(Kind::UpstreamClosed, format!("reading the response head failed: {err}"));
+                return Err(HeadFailure { error, buf: Some(buf), received_any });
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Worker threads: one per configured core, each pinned, each with its own monoio runtime,
+//! `SO_REUSEPORT` listeners, buffer pool and upstream pool.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use monoio::net::{ListenerOpts, TcpListener};
+use tracing::{debug, error, info, warn};
+
+use crate::buffer::BufferPool;
+use crate::config::{Config, Driver};
+use crate::proxy::{WorkerContext, serve_client};
+use crate::upstream::Upstreams;
+
+/// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
+pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Pause after an accept failure such as running out of file descriptors, so the accept loop
+/// does not spin while the condition lasts.
+pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Listen backlog of each listener: the kernel's usual maximum (`net.core.somaxconn`), so bursts
+/// of connections queue instead of being refused while a worker is busy.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// io_uring submission queue entries per worker: room for several thousand operations in flight
+/// before submission has to wait.
+pub const RING_ENTRIES: u32 = 4096;
+
+/// The I/O driver a worker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    IoUring,
+    Epoll,
+}
+
+impl DriverKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverKind::IoUring => "io_uring",
+            DriverKind::Epoll => "epoll",
+        }
+    }
+}
+
+/// Chooses the driver for `driver`; `auto` takes io_uring when this kernel allows it (and
+/// `MONOIO_FORCE_LEGACY_DRIVER` is not set), else epoll.
+pub fn choose_driver(driver: Driver) -> io::Result<DriverKind> {
+    let uring = monoio::utils::detect_uring();
+    match driver {
+        Driver::Auto if uring => Ok(DriverKind::IoUring),
+        Driver::Auto | Driver::Epoll => Ok(DriverKind::Epoll),
+        Driver::IoUring if uring => Ok(DriverKind::IoUring),
+        Driver::IoUring => Err(io::Error::other(
+            "driver \"io_uring\" was configured but io_uring is not available on this kernel; set \"driver\" to \"auto\" or \"epoll\"",
+        )),
+    }
+}
+
+/// A running set of workers.
+pub struct Workers {
+    /// The addresses the workers listen on, with any port 0 resolved to the real port.
+    pub listen: Vec<SocketAddr>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts every worker and returns once all of them listen, or with the first start-up error.
+pub fn start(config: Arc<Config>) -> io::Result<Workers> {
+    let driver = choose_driver(config.driver)?;
+    let count = config.workers.count();
+    let mut listen = config.listen.clone();
+    let mut threads = Vec::with_capacity(count);
+    for worker in 0..count {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let worker_config = config.clone();
+        let addresses = listen.clone();
+        let core = config.workers.core_for(worker);
+        let thread = std::thread::Builder::new()
+            .name(format!("ringway-worker-{worker}"))
+            .spawn(move || run_worker(worker, core, driver, worker_config, addresses, ready_tx))?;
+        // Worker 0 binds first, so that a port 0 becomes one real port that the other
+        // workers then share through SO_REUSEPORT.
+        match ready_rx.recv() {
+            Ok(Ok(bound)) => listen = bound,
+            Ok(Err(err)) => return Err(err),
+            Err(_) => return Err(io::Error::other(format!("worker {worker} exited during start-up"))),
+        }
+        threads.push(thread);
+    }
+    Ok(Workers { listen, threads })
+}
+
+fn run_worker(
+    worker: usize,
+    core: Option<usize>,
+    driver: DriverKind,
+    config: Arc<Config>,
+    addresses: Vec<SocketAddr>,
+    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
+) {
+    let pinned = core.is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+    let result = match driver {
+        DriverKind::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(RING_ENTRIES)
+            .enable_timer()
+            .build()
+            .map(|mut runtime| runtime.block_on(worker_main(worker, core, pinned, driver, config, addresses, ready.clone()))),
+        DriverKind::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut runtime| runtime.block_on(worker_main(worker, core, pinned, driver, config, addresses, ready.clone()))),
+    };
+    if let Err(err) = result {
+        let _ = ready.send(Err(io::Error::other(format!("worker {worker}: building the {} runtime failed: {err}", driver.name()))));
+    }
+}
+
+async fn worker_main(
+    worker: usize,
+    core: Option<usize>,
+    pinned: bool,
+    driver: DriverKind,
+    config: Arc<Config>,
+    addresses: Vec<SocketAddr>,
+    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
+) {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    let mut bound = Vec::with_capacity(addresses.len());
+    for addr in &addresses {
+        let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(LISTEN_BACKLOG as i32);
+        match TcpListener::bind_with_config(addr, &opts) {
+            Ok(listener) => {
+                let local = listener.local_addr().unwrap_or(*addr);
+                bound.push(local);
+                listeners.push(listener);
+            }
+            Err(err) => {
+                let _ = ready.send(Err(io::Error::new(
+                    err.kind(),
+                    format!("listening on {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
+                )));
+                return;
+            }
+        }
+    }
+    let ctx = Rc::new(WorkerContext {
+        id: worker,
+        pool: BufferPool::new(config.buffers.size_bytes, config.buffers.per_worker),
+        upstreams: RefCell::new(Upstreams::new(&config)),
+        connections: Cell::new(0),
+        config,
+    });
+    let core_text = match (core, pinned) {
+        (Some(id), true) => format!("core {id}"),
+        (Some(id), false) => format!("core {id} (pinning failed, running unpinned)"),
+        (None, _) => "no core".to_string(),
+    };
+    for addr in &bound {
+        info!(worker, driver = driver.name(), "listening on {addr} ({core_text}, driver {})", driver.name());
+    }
+    let _ = ready.send(Ok(bound));
+
+    monoio::spawn(reap_idle_upstreams(ctx.clone()));
+    let mut accept_loops = Vec::new();
+    for listener in listeners {
+        accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener)));
+    }
+    for accept in accept_loops {
+        accept.await;
+    }
+}
+
+async fn reap_idle_upstreams(ctx: Rc<WorkerContext>) {
+    loop {
+        monoio::time::sleep(REAP_INTERVAL).await;
+        let closed = ctx.upstreams.borrow_mut().reap();
+        if closed > 0 {
+            debug!(worker = ctx.id, closed, "closed idle upstream connections");
+        }
+    }
+}
+
+/// Accepts connections forever. `accept` is never raced against a timer or another future:
+/// in monoio 0.2.4, dropping an accept whose operation already completed leaks the socket.
+async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
+    let max_connections = ctx.config.limits.max_connections_per_worker;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!(worker = ctx.id, error = %err, "accepting a connection failed; retrying shortly");
+                monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        if ctx.connections.get() >= max_connections {
+            debug!(worker = ctx.id, client = %peer, max_connections, "connection limit reached; closing the new connection");
+            drop(stream);
+            continue;
+        }
+        ctx.connections.set(ctx.connections.get() + 1);
+        let connection_ctx = ctx.clone();
+        monoio::spawn(async move {
+            let guard = ConnectionCount(connection_ctx.clone());
+            let outcome = CatchUnwind(Box::pin(serve_client(connection_ctx, stream, peer))).await;
+            if outcome.is_err() {
+                error!(worker = guard.0.id, client = %peer, "a panic ended this connection; the worker and its other connections go on");
+            }
+        });
+    }
+}
+
+/// Decrements the worker's connection count when a connection task ends, however it ends.
+struct ConnectionCount(Rc<WorkerContext>);
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}
+
+/// Runs a connection future and turns a panic inside it into an error, so one connection's
+/// panic does not unwind the whole worker and its other connections.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
