@@ -154,10 +154,12 @@ impl Client {
         let pending = self.has_pending_bytes();
         let Some(stream) = self.stream.as_mut() else { return Ok(false) };
         if !pending {
-            // An idle connection holds no buffer: wait until the client sends something.
+            // An idle connection holds no buffer: wait until the client sends something. The
+            // relaxed wait skips a poll(2) on epoll; a stale readiness only means the read
+            // below waits with the buffers taken.
             self.buffers = None;
             let wait = if self.served == 0 { timeouts.client_head } else { timeouts.client_idle };
-            match monoio::time::timeout(wait, stream.readable(false)).await {
+            match monoio::time::timeout(wait, stream.readable(true)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Ok(false),
             }
