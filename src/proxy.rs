@@ -2,7 +2,7 @@
 //! repeat while both sides keep the connection alive.
 //!
 //! Buffers: a client connection holds either no pooled buffer (while it waits for the next
-//! request) or exactly two, taken together: `inbound` for the client's bytes and `upstream` for
+//! request, with only a small read buffer of its own) or exactly two, taken together: `inbound` for the client's bytes and `upstream` for
 //! the upstream's. It never waits for a buffer while it holds one, which keeps the pool free of
 //! deadlocks; relays only add a third or fourth buffer when one is free at once.
 //!
@@ -35,6 +35,11 @@ use crate::upstream::{self, UpstreamConnection, Upstreams};
 /// response before it closes the connection. Closing a socket with unread input makes the kernel
 /// send a reset, which can destroy the error response before the client reads it.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bytes a connection reads while it waits for its next request, before it takes pooled
+/// buffers. Most request heads fit (browsers send a few hundred bytes); a larger head goes on in
+/// the pooled buffer. nginx's `client_header_buffer_size` has the same default.
+pub const IDLE_READ_BYTES: usize = 1024;
 
 /// The most request-body bytes ringway discards while lingering before it closes anyway.
 pub const LINGER_MAX_BYTES: usize = 1 << 20;
@@ -93,6 +98,7 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
         request: RequestHead::default(),
         response: ResponseHead::default(),
         head_out: Vec::new(),
+        idle_buf: Vec::with_capacity(IDLE_READ_BYTES),
         is_head: false,
         served: 0,
     };
@@ -112,6 +118,8 @@ struct Client {
     response: ResponseHead,
     /// Response heads for the client are written here, reused across requests.
     head_out: Vec<u8>,
+    /// The read buffer of an idle connection (`IDLE_READ_BYTES`), kept for the connection's life.
+    idle_buf: Vec<u8>,
     /// The request being answered is a HEAD request, so an error response has no body.
     is_head: bool,
     served: u64,
@@ -154,18 +162,21 @@ impl Client {
         let pending = self.has_pending_bytes();
         let Some(stream) = self.stream.as_mut() else { return Ok(false) };
         if !pending {
-            // An idle connection holds no buffer: wait until the client sends something. The
-            // relaxed wait skips a poll(2) on epoll; a stale readiness only means the read
-            // below waits with the buffers taken.
+            // An idle connection holds no pooled buffer. It waits with a read into its small
+            // idle buffer, which costs no extra system call, and takes pooled buffers only once
+            // bytes have arrived.
             self.buffers = None;
             let wait = if self.served == 0 { timeouts.client_head } else { timeouts.client_idle };
-            match monoio::time::timeout(wait, stream.readable(true)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return Ok(false),
-            }
+            let idle_buf = std::mem::take(&mut self.idle_buf);
+            let first = match monoio::time::timeout(wait, stream.read(idle_buf)).await {
+                Ok((Ok(n), idle_buf)) if n > 0 => idle_buf,
+                _ => return Ok(false),
+            };
             let [mut inbound, mut upstream] = self.ctx.pool.acquire::<2>().await;
             inbound.clear();
             upstream.clear();
+            inbound.extend_from_slice(&first);
+            self.idle_buf = first;
             self.buffers = Some(Buffers { inbound, upstream });
             self.pos = 0;
         }
@@ -369,7 +380,10 @@ impl Client {
             let head_result = {
                 let read_head = read_response_head(&mut upstream_read, &mut client_write, upstream_buf, &mut self.response, &mut self.head_out, head_params);
                 let mut read_head = pin!(read_head);
+                // Biased, so that a request body that is already complete (always the case for a
+                // bodiless request) counts as complete even when the head is ready too.
                 let early = monoio::select! {
+                    biased;
                     done = &mut request_relay => {
                         request_result = Some(done);
                         None
@@ -421,6 +435,7 @@ impl Client {
                             let mut response_relay = pin!(response_relay);
                             let response_result = if request_result.is_none() {
                                 monoio::select! {
+                                    biased;
                                     done = &mut request_relay => {
                                         request_result = Some(done);
                                         response_relay.await

@@ -146,7 +146,7 @@ async fn worker_main(
             Err(err) => {
                 let _ = ready.send(Err(io::Error::new(
                     err.kind(),
-                    format!("listening on {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
+                    format!("binding {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
                 )));
                 return;
             }

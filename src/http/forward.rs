@@ -119,7 +119,10 @@ pub fn write_request_head(out: &mut Vec<u8>, limit: usize, buf: &[u8], head: &Re
             FieldRole::Via => saw_via = true,
             // An absolute-form target's authority replaces Host (RFC 9112 section 3.2.2).
             FieldRole::Host if head.target_authority.is_some() => {}
-            FieldRole::Host | FieldRole::EndToEnd => {
+            // Host stays even when Connection names it, because every HTTP/1.1 request carries
+            // exactly one (RFC 9112 section 3.2).
+            FieldRole::Host => writer.put_field(field.name.of(buf), field.value.of(buf)),
+            FieldRole::EndToEnd => {
                 if !named_in_connection(buf, field.name, &head.connection_tokens) {
                     writer.put_field(field.name.of(buf), field.value.of(buf));
                 }
@@ -205,7 +208,10 @@ pub fn write_response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, f
         }
         ClientFraming::Close => {}
     }
-    if !head.has_date {
+    // A Date that Connection named was dropped with it, and a proxy must then add its own
+    // (RFC 9110 section 6.6.1).
+    let date_forwarded = head.has_date && !head.connection_tokens.iter().any(|token| token.of(buf).eq_ignore_ascii_case(b"date"));
+    if !date_forwarded {
         with_date(|date| writer.put_field(b"Date", date));
     }
     if close {

@@ -153,13 +153,11 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits, head: &mut RequestHead) -> 
                 format!("more than {} header lines; send fewer or raise limits.max_header_count", limits.max_header_count),
             ));
         }
-        Err(httparse::Error::Version) => {
-            return Err(ProxyError::new(Kind::VersionNotSupported, "only HTTP/1.0 and HTTP/1.1 are supported"));
-        }
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(err) => return Err(ProxyError::bad_request(format!("malformed request head: {}", describe(err)))),
     };
     if head_len > limits.max_head_bytes {
-        return Err(head_too_large(limits));
+        return Err(over_limit(buf, limits));
     }
     let (Some(method), Some(target), Some(version)) = (request.method, request.path, request.version) else {
         return Err(ProxyError::bad_request("incomplete request line"));
@@ -177,16 +175,44 @@ fn partial_request(buf: &[u8], limits: HeadLimits) -> Result<bool, ProxyError> {
     if buf.len() < limits.max_head_bytes {
         return Ok(false);
     }
+    Err(over_limit(buf, limits))
+}
+
+/// Chooses 414 or 431 for a head over the limit from its first `max_head_bytes` bytes only, so
+/// the answer is the same whether the head arrived whole or in pieces. `buf` must hold at least
+/// that many bytes.
+fn over_limit(buf: &[u8], limits: HeadLimits) -> ProxyError {
     if !buf[..limits.max_head_bytes].contains(&b'\n') {
-        return Err(ProxyError::new(
+        return ProxyError::new(
             Kind::UriTooLong,
             format!(
                 "request line longer than {} bytes; shorten the target or raise limits.max_request_head_bytes",
                 limits.max_head_bytes
             ),
-        ));
+        );
     }
-    Err(head_too_large(limits))
+    head_too_large(limits)
+}
+
+/// Chooses the error for a request line whose version httparse rejected. A version field that
+/// starts like an HTTP-version ("HTTP/" and a digit, RFC 9112 section 2.3) names a version
+/// ringway does not speak, so it gets 505. Anything else, such as a space inside the target or
+/// "http/1.1" in lower case, makes the request line invalid, which gets 400 (RFC 9112 section 3).
+/// Only the first six bytes of the field decide, because httparse may stop at any byte after
+/// them.
+fn version_error(buf: &[u8]) -> ProxyError {
+    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
+    let version = buf[..line_end].split(|&b| b == b' ').nth(2).unwrap_or_default();
+    if version.len() > 5 && version.starts_with(b"HTTP/") && version[5].is_ascii_digit() {
+        ProxyError::new(
+            Kind::VersionNotSupported,
+            format!("unsupported version {}; only HTTP/1.0 and HTTP/1.1 are supported", shown(version)),
+        )
+    } else {
+        ProxyError::bad_request(
+            "malformed request line: send the method, the target and the HTTP version separated by single spaces",
+        )
+    }
 }
 
 fn head_too_large(limits: HeadLimits) -> ProxyError {
@@ -248,7 +274,10 @@ fn classify_target(buf: &[u8], head: &mut RequestHead) -> Result<(), ProxyError>
     let path_len = after.iter().position(|&b| b == b'?').unwrap_or(after.len());
     head.target_form = Some(TargetForm::Absolute);
     head.target_authority = Some(Span::within(buf, authority));
-    // An absolute-form target with an empty path means "/" (RFC 9110 section 4.2.3).
+    // An empty path here means "/" (RFC 9110 section 4.2.3), but a span can only point into
+    // `buf`, so the path stays empty.
+    // NOTE: route prefixes start with "/", so "http://example.com" matches no route unless the
+    // caller reads an empty path as "/".
     head.path = Span::within(buf, &after[..path_len]);
     Ok(())
 }
@@ -577,7 +606,11 @@ fn read_response_fields(
     head.content_length = framing.content_length;
     head.body = Some(response_body(buf, head.status, request_was_head, &framing)?);
     let persistent = if head.minor_version >= 1 { !close } else { keep_alive && !close };
-    head.keep_alive = persistent && head.body != Some(BodyKind::CloseDelimited);
+    // RFC 9112 section 6.1: the connection closes after an HTTP/1.0 message with
+    // Transfer-Encoding, because its framing may be faulty and leftover bytes would be read as
+    // the next response.
+    let faulty_framing = head.minor_version == 0 && framing.transfer_encoding_lines > 0;
+    head.keep_alive = persistent && !faulty_framing && head.body != Some(BodyKind::CloseDelimited);
     Ok(())
 }
 
