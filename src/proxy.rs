@@ -230,7 +230,13 @@ impl Client {
         let buf = &buffers.inbound[..];
         let request = &self.request;
         let config = &self.ctx.config;
-        let route = find_route(&config.routes, request.authority(buf), request.method(buf), request.path.of(buf));
+        // An absolute-form target with no path means "/" (RFC 9110 section 4.2.3), and "OPTIONS *"
+        // asks about the server as a whole, so both match routes as "/".
+        let path = match request.path.of(buf) {
+            b"" | b"*" => &b"/"[..],
+            path => path,
+        };
+        let route = find_route(&config.routes, request.authority(buf), request.method(buf), path);
         let Some(route) = route else {
             let err = ProxyError::new(
                 Kind::NoRoute,
@@ -239,6 +245,17 @@ impl Client {
             self.respond_error(&err, None).await;
             return Next::Close;
         };
+        if let Some(BodyKind::Length(length)) = request.body {
+            let max = config.limits.max_request_body_bytes;
+            if length > max {
+                let err = ProxyError::new(
+                    Kind::BodyTooLarge,
+                    format!("Content-Length {length} is over the limit of {max} bytes; send less or raise limits.max_request_body_bytes"),
+                );
+                self.respond_error(&err, None).await;
+                return Next::Close;
+            }
+        }
         let group = config.routes[route].upstream;
         self.exchange(group).await
     }

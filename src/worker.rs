@@ -36,6 +36,34 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// before submission has to wait.
 pub const RING_ENTRIES: u32 = 4096;
 
+/// Shortest interval between two log lines about the same repeated condition (such as the
+/// connection limit); the lines in between are counted and the count is logged with the next.
+pub const REPEATED_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Lets one log line through per interval and counts the ones it holds back.
+pub struct RateLimitedLog {
+    interval: Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    pub fn new(interval: Duration) -> RateLimitedLog {
+        RateLimitedLog { interval, last: None, suppressed: 0 }
+    }
+
+    /// Returns `Some(number of lines held back since the last one)` when a line may be logged now.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < self.interval) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// The I/O driver a worker runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverKind {
@@ -193,6 +221,7 @@ async fn reap_idle_upstreams(ctx: Rc<WorkerContext>) {
 /// in monoio 0.2.4, dropping an accept whose operation already completed leaks the socket.
 async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
     let max_connections = ctx.config.limits.max_connections_per_worker;
+    let mut limit_log = RateLimitedLog::new(REPEATED_LOG_INTERVAL);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -203,7 +232,15 @@ async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
             }
         };
         if ctx.connections.get() >= max_connections {
-            debug!(worker = ctx.id, client = %peer, max_connections, "connection limit reached; closing the new connection");
+            if let Some(suppressed) = limit_log.allow() {
+                warn!(
+                    worker = ctx.id,
+                    client = %peer,
+                    max_connections,
+                    suppressed,
+                    "limits.max_connections_per_worker reached; closing new connections until others end"
+                );
+            }
             drop(stream);
             continue;
         }

@@ -107,12 +107,12 @@ impl fmt::Display for ChunkedError {
                 "missing CRLF in chunked body: bare LF, bare CR, or chunk data that does not match its declared size"
             }
             Self::ExtensionTooLong => {
-                "chunk extensions on one chunk line exceed the configured limit"
+                "chunk extensions on one chunk line exceed limits.max_chunk_extension_bytes"
             }
             Self::InvalidExtension => {
                 "invalid chunk extension: expected ;name or ;name=value with a token or quoted-string value"
             }
-            Self::TrailersTooLong => "chunked trailer section exceeds the configured limit",
+            Self::TrailersTooLong => "chunked trailer section exceeds limits.max_trailer_bytes",
             Self::InvalidTrailer => {
                 "invalid trailer field: expected name: value with a token name, no folding and no control characters"
             }

@@ -179,7 +179,7 @@ fn partial_request(buf: &[u8], limits: HeadLimits) -> Result<bool, ProxyError> {
 }
 
 /// Chooses 414 or 431 for a head over the limit from its first `max_head_bytes` bytes only, so
-/// the answer is the same whether the head arrived whole or in pieces. `buf` must hold at least
+/// the error is the same whether the head arrived whole or in pieces. `buf` must hold at least
 /// that many bytes.
 fn over_limit(buf: &[u8], limits: HeadLimits) -> ProxyError {
     if !buf[..limits.max_head_bytes].contains(&b'\n') {
@@ -275,9 +275,7 @@ fn classify_target(buf: &[u8], head: &mut RequestHead) -> Result<(), ProxyError>
     head.target_form = Some(TargetForm::Absolute);
     head.target_authority = Some(Span::within(buf, authority));
     // An empty path here means "/" (RFC 9110 section 4.2.3), but a span can only point into
-    // `buf`, so the path stays empty.
-    // NOTE: route prefixes start with "/", so "http://example.com" matches no route unless the
-    // caller reads an empty path as "/".
+    // `buf`, so the path stays empty and route matching reads it as "/".
     head.path = Span::within(buf, &after[..path_len]);
     Ok(())
 }

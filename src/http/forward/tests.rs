@@ -98,8 +98,8 @@ fn request_head_exact_bytes() {
 
 #[test]
 fn request_target_bytes_kept() {
-    // RFC 9110 section 7.6: an intermediary does not rewrite the target, because decoding
-    // %2F or normalizing the query would change which resource the upstream serves.
+    // RFC 9110 section 7.7: a proxy does not modify the path or query of the target, because
+    // decoding %2F or normalizing the query would change which resource the upstream serves.
     let cases = [
         ("GET", "/a%2Fb?x=1&y=%20"),
         ("GET", "/"),
@@ -441,7 +441,8 @@ fn response_framing_and_connection() {
             0,
             "Connection: close\r\n",
         ),
-        // RFC 9112 section 9.3: an HTTP/1.0 client kept alive must be told so.
+        // RFC 9112 section 9.3: an HTTP/1.0 client keeps the connection only when the response
+        // carries keep-alive.
         (
             "HTTP/1.1 200 OK",
             "Content-Length: 5\r\n",
@@ -564,7 +565,8 @@ fn response_clears_output_first() {
 
 #[test]
 fn interim_head_exact_bytes() {
-    // RFC 9110 section 15.2: an interim response carries its fields and no framing or Date.
+    // RFC 9110 section 15.2: an interim response ends at its head, so ringway adds neither
+    // framing nor Date.
     let cases: &[(&str, &str)] = &[
         ("HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 100 Continue\r\nVia: 1.1 ringway\r\n\r\n"),
         (

@@ -329,7 +329,8 @@ fn request_framing_accepted() {
         // RFC 9110 section 5.6.1: empty list elements are ignored.
         ("chunked empty element", &["Transfer-Encoding: chunked ,"], BodyKind::Chunked),
         ("chunked leading comma", &["Transfer-Encoding: , chunked"], BodyKind::Chunked),
-        // RFC 9112 section 6.3: no Content-Length and no Transfer-Encoding means no body.
+        // RFC 9112 section 6.3 item 7: a request without Content-Length and Transfer-Encoding has
+        // no body.
         ("no framing", &[], BodyKind::None),
     ];
     for &(name, lines, body) in cases {
@@ -342,8 +343,8 @@ fn request_framing_accepted() {
 fn request_rejections() {
     let get11 = |lines: &[&str]| head_of("GET / HTTP/1.1", lines);
     let cases: Vec<(&str, Vec<u8>, Kind, &str)> = vec![
-        // RFC 9112 section 6.3 item 3: Content-Length with Transfer-Encoding is a smuggling
-        // vector, so an intermediary rejects it.
+        // RFC 9112 section 6.3 item 3: Content-Length with Transfer-Encoding may be an attempt at
+        // request smuggling and ought to be handled as an error, so ringway rejects it.
         (
             "cl then te",
             post(&["Content-Length: 5", "Transfer-Encoding: chunked"]),
@@ -431,7 +432,7 @@ fn request_rejections() {
             Kind::UnsupportedTransferCoding,
             "transfer coding \"gzip\" is not supported",
         ),
-        // RFC 9112 section 5.2: obs-fold is rejected outside message/http.
+        // RFC 9112 section 5.2: ringway rejects obs-fold instead of replacing it with spaces.
         ("obs-fold", get11(&["Host: a", "X-A: b", " c"]), Kind::BadRequest, "malformed request head"),
         ("obs-fold tab", get11(&["Host: a", "X-A: b", "\tc"]), Kind::BadRequest, "malformed request head"),
         // RFC 9112 section 5.1: no whitespace between field name and colon.
@@ -447,7 +448,8 @@ fn request_rejections() {
         ("name non-ascii", get11(&["Host: a", "X-\u{e9}: b"]), Kind::BadRequest, "invalid header name"),
         ("name empty", get11(&["Host: a", ": b"]), Kind::BadRequest, "invalid header name"),
         ("line without colon", get11(&["Host: a", "X-A"]), Kind::BadRequest, "invalid header name"),
-        // RFC 9110 section 5.5: CR, LF and NUL are never allowed in a field value.
+        // RFC 9110 section 5.5: CR, LF and NUL are invalid in a field value, and DEL is not a
+        // field-vchar.
         ("bare cr in value", get11(&["Host: a", "X-A: b\rc"]), Kind::BadRequest, "invalid byte in a header value"),
         ("nul in value", get11(&["Host: a", "X-A: b\0c"]), Kind::BadRequest, "invalid byte in a header value"),
         ("del in value", get11(&["Host: a", "X-A: b\x7fc"]), Kind::BadRequest, "invalid byte in a header value"),
@@ -484,7 +486,7 @@ fn request_rejections() {
             Kind::ExpectationFailed,
             "unsupported Expect value \"100-continue, x\"",
         ),
-        // RFC 9110 section 9.3.6: CONNECT is for forward proxies, which ringway is not.
+        // RFC 9110 section 9.3.6: CONNECT requests a tunnel, which ringway does not open.
         (
             "connect",
             head_of("CONNECT example.com:443 HTTP/1.1", &["Host: example.com:443"]),
@@ -523,8 +525,8 @@ fn request_rejections() {
         ("missing version", head_of("GET /", &["Host: a"]), Kind::BadRequest, "malformed request"),
         ("double space", head_of("GET  / HTTP/1.1", &["Host: a"]), Kind::BadRequest, "malformed request head"),
         ("empty method", head_of(" / HTTP/1.1", &["Host: a"]), Kind::BadRequest, "malformed request head"),
-        // RFC 9110 section 2.5: ringway speaks HTTP/1.0 and HTTP/1.1 only, and httparse reads no
-        // other version.
+        // ringway speaks HTTP/1.0 and HTTP/1.1 only. RFC 9110 section 2.5 suggests serving HTTP/1.2
+        // as HTTP/1.1, but httparse reads no other minor version, so it gets 505 too.
         ("http/2.0", head_of("GET / HTTP/2.0", &["Host: a"]), Kind::VersionNotSupported, "HTTP/1.0 and HTTP/1.1"),
         ("http/1.2", head_of("GET / HTTP/1.2", &["Host: a"]), Kind::VersionNotSupported, "HTTP/1.0 and HTTP/1.1"),
         ("http/0.9", head_of("GET / HTTP/0.9", &["Host: a"]), Kind::VersionNotSupported, "HTTP/1.0 and HTTP/1.1"),
@@ -542,7 +544,7 @@ fn get11_target(target: &str) -> Vec<u8> {
 #[test]
 fn request_rejection_same_at_every_split() {
     // A prefix of an invalid head is either still incomplete or rejected with the same kind as
-    // the whole head, so the answer does not depend on how the bytes arrived.
+    // the whole head, so the result does not depend on how the bytes arrived.
     let cases: &[(&[u8], Kind)] = &[
         (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Kind::VersionNotSupported),
         (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Kind::VersionNotSupported),
@@ -674,7 +676,7 @@ fn request_line_limit_uri_too_long() {
 
 #[test]
 fn request_keep_alive() {
-    // RFC 9112 section 9.3: HTTP/1.1 persists unless "close" is sent; HTTP/1.0 persists only
+    // RFC 9112 section 9.3: HTTP/1.1 persists unless "close" is sent, and HTTP/1.0 persists only
     // with "keep-alive".
     let cases: &[(&str, &str, &[&str], bool)] = &[
         ("1.1 default", "HTTP/1.1", &["Host: a"], true),
@@ -982,7 +984,7 @@ fn response_every_split_is_partial() {
 #[test]
 fn response_framing_by_status() {
     // RFC 9112 section 6.3 item 1: a response to HEAD, and every 1xx, 204 and 304 response,
-    // ends at the end of its head, whatever its framing headers say.
+    // ends at the end of its head, whatever framing headers it carries.
     let framings: &[&[&str]] = &[
         &[],
         &["Content-Length: 10"],
@@ -1038,7 +1040,8 @@ fn response_framing_with_body() {
 fn response_rejections() {
     let ok200 = |lines: &[&str]| response_of("HTTP/1.1 200 OK", lines);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        // RFC 9112 section 6.3 item 3: an intermediary may not pass on both; ringway rejects.
+        // RFC 9112 section 6.3 item 3: both together ought to be handled as an error, so ringway
+        // rejects them.
         (
             "cl then te",
             ok200(&["Content-Length: 5", "Transfer-Encoding: chunked"]),
