@@ -90,6 +90,11 @@ fn run(config: config::Config) -> ExitCode {
         error!("blocking signals failed: {err}");
         return ExitCode::FAILURE;
     }
+    match sys::raise_open_file_limit() {
+        Ok((old, new)) if old != new => info!(old, new, "raised the open file limit"),
+        Ok(_) => {}
+        Err(err) => error!("raising the open file limit failed: {err}; ringway goes on with the current limit"),
+    }
     let config = Arc::new(config);
     let driver = match worker::choose_driver(config.driver) {
         Ok(driver) => driver,

@@ -44,10 +44,17 @@ pub const IDLE_READ_BYTES: usize = 1024;
 /// The most request-body bytes ringway discards while lingering before it closes anyway.
 pub const LINGER_MAX_BYTES: usize = 1 << 20;
 
+/// The environment variable that sets `WorkerContext::panic_path`. It is meant for tests only:
+/// nothing reads it unless it is set, and then only the exact path panics.
+pub const TEST_PANIC_PATH_ENV: &str = "RINGWAY_TEST_PANIC_PATH";
+
 /// What one worker shares between its connections. Nothing here is shared across threads
 /// except the read-only configuration.
 pub struct WorkerContext {
     pub id: usize,
+    /// A request path that makes its connection panic, set from `TEST_PANIC_PATH_ENV` at start.
+    /// Tests use it to prove that a panic ends only its own connection.
+    pub panic_path: Option<Vec<u8>>,
     pub config: Arc<Config>,
     pub pool: BufferPool,
     pub upstreams: RefCell<Upstreams>,
@@ -161,22 +168,38 @@ impl Client {
         let timeouts = &self.ctx.config.timeouts;
         let pending = self.has_pending_bytes();
         let Some(stream) = self.stream.as_mut() else { return Ok(false) };
+        self.is_head = false;
+        let mut deadline = None;
         if !pending {
-            // An idle connection holds no pooled buffer. It waits with a read into its small
-            // idle buffer, which costs no extra system call, and takes pooled buffers only once
-            // bytes have arrived.
+            // An idle connection holds no pooled buffer. It waits with a read into its small idle
+            // buffer, which costs no extra system call, and keeps reading there while the head
+            // trickles in, so slow clients hold no pooled buffer either. Pooled buffers are taken
+            // once the head is complete or the small buffer is full.
             self.buffers = None;
             let wait = if self.served == 0 { timeouts.client_head } else { timeouts.client_idle };
             let idle_buf = std::mem::take(&mut self.idle_buf);
-            let first = match monoio::time::timeout(wait, stream.read(idle_buf)).await {
+            let mut idle_buf = match monoio::time::timeout(wait, stream.read(idle_buf)).await {
                 Ok((Ok(n), idle_buf)) if n > 0 => idle_buf,
                 _ => return Ok(false),
             };
+            let head_deadline = Instant::now() + timeouts.client_head;
+            deadline = Some(head_deadline);
+            while !contains_head_end(&idle_buf) && idle_buf.len() < idle_buf.capacity() {
+                let start = idle_buf.len();
+                let capacity = idle_buf.capacity();
+                let read = monoio::time::timeout_at(head_deadline.into(), stream.read(idle_buf.slice_mut(start..capacity))).await;
+                idle_buf = match read {
+                    Err(_) => return Err(head_timeout(timeouts.client_head)),
+                    Ok((Ok(0), _)) => return Err(ProxyError::new(Kind::ClientClosed, "client closed the connection inside a request head")),
+                    Ok((Err(err), _)) => return Err(ProxyError::new(Kind::ClientClosed, format!("reading the request head failed: {err}"))),
+                    Ok((Ok(_), slice)) => slice.into_inner(),
+                };
+            }
             let [mut inbound, mut upstream] = self.ctx.pool.acquire::<2>().await;
             inbound.clear();
             upstream.clear();
-            inbound.extend_from_slice(&first);
-            self.idle_buf = first;
+            inbound.extend_from_slice(&idle_buf);
+            self.idle_buf = idle_buf;
             self.buffers = Some(Buffers { inbound, upstream });
             self.pos = 0;
         }
@@ -188,8 +211,7 @@ impl Client {
             inbound.truncate(len - self.pos);
             self.pos = 0;
         }
-        self.is_head = false;
-        let deadline = Instant::now() + timeouts.client_head;
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + timeouts.client_head);
         let limits = self.ctx.request_limits();
         loop {
             if !inbound.is_empty() && head::parse_request(inbound, limits, &mut self.request)? {
@@ -205,12 +227,7 @@ impl Client {
             let read = monoio::time::timeout_at(deadline.into(), stream.read(taken.slice_mut(start..window_end))).await;
             match read {
                 Err(_) if start == 0 && self.served > 0 => return Ok(false),
-                Err(_) => {
-                    return Err(ProxyError::new(Kind::ClientTimeout, format!(
-                        "request head not received within {} ms; raise timeouts.client_head_ms for slow clients",
-                        timeouts.client_head.as_millis()
-                    )));
-                }
+                Err(_) => return Err(head_timeout(timeouts.client_head)),
                 Ok((result, slice)) => {
                     *inbound = slice.into_inner();
                     match result {
@@ -236,6 +253,9 @@ impl Client {
             b"" | b"*" => &b"/"[..],
             path => path,
         };
+        if self.ctx.panic_path.as_deref() == Some(path) {
+            panic!("{TEST_PANIC_PATH_ENV} matched the request path");
+        }
         let route = find_route(&config.routes, request.authority(buf), request.method(buf), path);
         let Some(route) = route else {
             let err = ProxyError::new(
@@ -575,6 +595,28 @@ impl Client {
     }
 }
 
+fn head_timeout(limit: Duration) -> ProxyError {
+    ProxyError::new(
+        Kind::ClientTimeout,
+        format!("request head not received within {} ms; raise timeouts.client_head_ms for slow clients", limit.as_millis()),
+    )
+}
+
+/// Returns whether `bytes` contain the empty line that ends a head (CRLF CRLF, or bare LFs,
+/// which httparse also accepts). It only decides when to stop reading; the parser decides the rest.
+fn contains_head_end(bytes: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(offset) = bytes[from..].iter().position(|&byte| byte == b'\n') {
+        let at = from + offset;
+        match bytes.get(at + 1) {
+            Some(b'\n') => return true,
+            Some(b'\r') if bytes.get(at + 2) == Some(&b'\n') => return true,
+            _ => from = at + 1,
+        }
+    }
+    false
+}
+
 /// Reads and discards what the client still sends, for at most `LINGER_TIMEOUT` and
 /// `LINGER_MAX_BYTES`, after the write side was shut down, so that closing with unread input
 /// does not reset the connection before the client has read the response.
@@ -764,5 +806,20 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
                 return Err(HeadFailure { error, buf: Some(buf), received_any });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_head_end;
+
+    #[test]
+    fn head_end_detection() {
+        assert!(contains_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(contains_head_end(b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert!(contains_head_end(b"GET / HTTP/1.1\r\n\r\nbody"));
+        assert!(!contains_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!contains_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r"));
+        assert!(!contains_head_end(b""));
     }
 }

@@ -105,3 +105,24 @@ pub fn signal_name(signal: i32) -> &'static str {
         _ => "signal",
     }
 }
+
+/// Raises the soft limit on open file descriptors to the hard limit, as nginx's
+/// `worker_rlimit_nofile` does, because every connection costs one descriptor on each side and
+/// the usual soft limit of 1024 would cap a worker at a few hundred clients. Returns the
+/// (old, new) soft limits.
+pub fn raise_open_file_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let old = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is a valid rlimit whose soft value does not exceed its hard value.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((old as u64, limit.rlim_cur as u64))
+}

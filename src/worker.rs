@@ -18,7 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::buffer::BufferPool;
 use crate::config::{Config, Driver};
-use crate::proxy::{WorkerContext, serve_client};
+use crate::proxy::{TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
 use crate::upstream::Upstreams;
 
 /// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
@@ -182,6 +182,7 @@ async fn worker_main(
     }
     let ctx = Rc::new(WorkerContext {
         id: worker,
+        panic_path: std::env::var_os(TEST_PANIC_PATH_ENV).map(|path| path.into_encoded_bytes()),
         pool: BufferPool::new(config.buffers.size_bytes, config.buffers.per_worker),
         upstreams: RefCell::new(Upstreams::new(&config)),
         connections: Cell::new(0),
