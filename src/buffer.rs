@@ -70,6 +70,12 @@ impl BufferPool {
         self.shared.borrow().size
     }
 
+    /// Returns how many buffers could be leased now without waiting (none while others wait).
+    pub fn free(&self) -> usize {
+        let state = self.shared.borrow();
+        if state.waiters.is_empty() { state.max - state.leased } else { 0 }
+    }
+
     pub fn stats(&self) -> PoolStats {
         let state = self.shared.borrow();
         PoolStats {

@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod logging;
 pub mod proxy;
 pub mod relay;
 pub mod route;

@@ -27,6 +27,7 @@ use crate::error::{Kind, ProxyError, Side, shown};
 use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
 use crate::http::forward::{self, ClientFraming, RequestContext};
 use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
+use crate::logging::RateLimitedLog;
 use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
 use crate::route::find_route;
 use crate::upstream::{self, UpstreamConnection, Upstreams};
@@ -59,6 +60,8 @@ pub struct WorkerContext {
     pub pool: BufferPool,
     pub upstreams: RefCell<Upstreams>,
     pub connections: Cell<usize>,
+    /// Rate limit for the warning that the buffer pool is exhausted.
+    pub pool_log: RefCell<RateLimitedLog>,
 }
 
 impl WorkerContext {
@@ -195,6 +198,18 @@ impl Client {
                     Ok((Ok(_), slice)) => slice.into_inner(),
                 };
             }
+            if self.ctx.pool.free() < 2 {
+                if let Some(suppressed) = self.ctx.pool_log.borrow_mut().allow() {
+                    let stats = self.ctx.pool.stats();
+                    warn!(
+                        worker = self.ctx.id,
+                        leased = stats.leased,
+                        waiting = stats.waiting,
+                        suppressed,
+                        "buffers.per_worker exhausted; requests wait for buffers (raise buffers.per_worker if this persists)"
+                    );
+                }
+            }
             let [mut inbound, mut upstream] = self.ctx.pool.acquire::<2>().await;
             inbound.clear();
             upstream.clear();
@@ -319,7 +334,7 @@ impl Client {
             let outcome = self.run_exchange(connection, client.take().expect("client stream"), buffers, server.addr, request_head_len).await;
             match outcome {
                 Exchanged::Done(next) => return next,
-                Exchanged::RetryFresh { stream, buffers: returned } if retry_allowed && attempt == 1 => {
+                Exchanged::RetryFresh { stream, buffers: returned, nothing_sent } if attempt == 1 && (nothing_sent || retry_allowed) => {
                     debug!(client = %self.peer, upstream = %server.addr, "pooled upstream connection was closed; retrying on a new one");
                     client = Some(stream);
                     buffers = returned;
@@ -331,7 +346,7 @@ impl Client {
                         return Next::Close;
                     }
                 }
-                Exchanged::RetryFresh { stream, buffers: returned } => {
+                Exchanged::RetryFresh { stream, buffers: returned, .. } => {
                     self.stream = Some(stream);
                     self.buffers = Some(returned);
                     let err = ProxyError::new(Kind::UpstreamClosed, "upstream closed the connection without a response");
@@ -368,21 +383,39 @@ impl Client {
         let mut upstream_stream = connection.stream;
 
         // The request head goes out first, on its own: nothing of the client's body has been
-        // read from `inbound` yet, so a failure here loses nothing and may be retried.
-        let written = monoio::time::timeout(timeouts.upstream_read, upstream_stream.write_all(upstream_buf.slice(0..request_head_len))).await;
-        let upstream_buf = match written {
-            Ok((Ok(_), slice)) => slice.into_inner(),
-            Ok((Err(err), slice)) if reused => {
+        // read from `inbound` yet, so a failure before its first byte left may be retried.
+        let deadline = Instant::now() + timeouts.upstream_read;
+        let mut upstream_buf = upstream_buf;
+        let mut sent = 0;
+        while sent < request_head_len {
+            let write = upstream_stream.write(upstream_buf.slice(sent..request_head_len));
+            let err = match monoio::time::timeout_at(deadline.into(), write).await {
+                Err(_) => {
+                    let err = ProxyError::new(Kind::UpstreamTimeout, "sending the request head timed out");
+                    return self.fail(stream, inbound, err, upstream_addr).await;
+                }
+                Ok((Ok(n), slice)) if n > 0 => {
+                    sent += n;
+                    upstream_buf = slice.into_inner();
+                    continue;
+                }
+                Ok((Ok(_), slice)) => {
+                    upstream_buf = slice.into_inner();
+                    std::io::Error::from(std::io::ErrorKind::WriteZero)
+                }
+                Ok((Err(err), slice)) => {
+                    upstream_buf = slice.into_inner();
+                    err
+                }
+            };
+            if reused && sent == 0 {
                 debug!(upstream = %upstream_addr, error = %err, "writing to a pooled upstream connection failed");
-                return Exchanged::RetryFresh { stream, buffers: Buffers { inbound, upstream: slice.into_inner() } };
+                let buffers = Buffers { inbound, upstream: upstream_buf };
+                return Exchanged::RetryFresh { stream, buffers, nothing_sent: true };
             }
-            Ok((Err(err), _)) => {
-                return self.fail(stream, inbound, ProxyError::new(Kind::UpstreamClosed, format!("sending the request failed: {err}")), upstream_addr).await;
-            }
-            Err(_) => {
-                return self.fail(stream, inbound, ProxyError::new(Kind::UpstreamTimeout, "sending the request head timed out"), upstream_addr).await;
-            }
-        };
+            let err = ProxyError::new(Kind::UpstreamClosed, format!("sending the request failed: {err}"));
+            return self.fail(stream, inbound, err, upstream_addr).await;
+        }
 
         let request_was_head = self.request.is_head(&inbound);
         let client_minor = self.request.minor_version;
@@ -505,7 +538,8 @@ impl Client {
                 if let (true, Some(Ok(relayed)), Some(buf)) = (stale, request_result, failure.buf) {
                     if relayed.bytes == 0 {
                         self.pos = relayed.pos;
-                        return Exchanged::RetryFresh { stream, buffers: Buffers { inbound: relayed.buf, upstream: buf } };
+                        let buffers = Buffers { inbound: relayed.buf, upstream: buf };
+                        return Exchanged::RetryFresh { stream, buffers, nothing_sent: false };
                     }
                 }
                 self.fail_without_buffer(Some(stream), failure.error, upstream_addr).await
@@ -708,7 +742,12 @@ enum Exchanged {
     Done(Next),
     /// A pooled connection was found closed before any response byte: the request may go again
     /// on a new connection.
-    RetryFresh { stream: TcpStream, buffers: Buffers },
+    RetryFresh {
+        stream: TcpStream,
+        buffers: Buffers,
+        /// No byte of the request reached the connection, so any method may be sent again.
+        nothing_sent: bool,
+    },
 }
 
 /// Settings for reading a response head.

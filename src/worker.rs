@@ -17,6 +17,7 @@ use monoio::net::{ListenerOpts, TcpListener};
 use tracing::{debug, error, info, warn};
 
 use crate::buffer::BufferPool;
+use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::config::{Config, Driver};
 use crate::proxy::{TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
 use crate::upstream::Upstreams;
@@ -35,34 +36,6 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// io_uring submission queue entries per worker: room for several thousand operations in flight
 /// before submission has to wait.
 pub const RING_ENTRIES: u32 = 4096;
-
-/// Shortest interval between two log lines about the same repeated condition (such as the
-/// connection limit); the lines in between are counted and the count is logged with the next.
-pub const REPEATED_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Lets one log line through per interval and counts the ones it holds back.
-pub struct RateLimitedLog {
-    interval: Duration,
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl RateLimitedLog {
-    pub fn new(interval: Duration) -> RateLimitedLog {
-        RateLimitedLog { interval, last: None, suppressed: 0 }
-    }
-
-    /// Returns `Some(number of lines held back since the last one)` when a line may be logged now.
-    pub fn allow(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) < self.interval) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
 
 /// The I/O driver a worker runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +159,7 @@ async fn worker_main(
         pool: BufferPool::new(config.buffers.size_bytes, config.buffers.per_worker),
         upstreams: RefCell::new(Upstreams::new(&config)),
         connections: Cell::new(0),
+        pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         config,
     });
     let core_text = match (core, pinned) {
