@@ -49,8 +49,8 @@ pub const LINGER_MAX_BYTES: usize = 1 << 20;
 /// nothing reads it unless it is set, and then only the exact path panics.
 pub const TEST_PANIC_PATH_ENV: &str = "RINGWAY_TEST_PANIC_PATH";
 
-/// What one worker shares between its connections. Nothing here is shared across threads
-/// except the read-only configuration.
+/// The state one worker shares between its connections. Nothing here is shared across
+/// threads except the read-only configuration.
 pub struct WorkerContext {
     pub id: usize,
     /// A request path that makes its connection panic, set from `TEST_PANIC_PATH_ENV` at start.
@@ -130,12 +130,12 @@ struct Client {
     head_out: Vec<u8>,
     /// The read buffer of an idle connection (`IDLE_READ_BYTES`), kept for the connection's life.
     idle_buf: Vec<u8>,
-    /// The request being answered is a HEAD request, so an error response has no body.
+    /// The current request is a HEAD request, so an error response has no body.
     is_head: bool,
     served: u64,
 }
 
-/// How an exchange ended, for the connection loop.
+/// The connection loop's next step after an exchange.
 enum Next {
     /// Both sides are clean: read the next request.
     KeepAlive,
@@ -168,66 +168,25 @@ impl Client {
     /// Reads the next request head into `inbound`. Returns `Ok(false)` when the client closed or
     /// went quiet between requests, which ends the connection without a response.
     async fn read_request_head(&mut self) -> Result<bool, ProxyError> {
-        let timeouts = &self.ctx.config.timeouts;
-        let pending = self.has_pending_bytes();
-        let Some(stream) = self.stream.as_mut() else { return Ok(false) };
+        let ctx = self.ctx.clone();
+        let timeouts = &ctx.config.timeouts;
         self.is_head = false;
-        let mut deadline = None;
-        if !pending {
-            // An idle connection holds no pooled buffer. It waits with a read into its small idle
-            // buffer, which costs no extra system call, and keeps reading there while the head
-            // trickles in, so slow clients hold no pooled buffer either. Pooled buffers are taken
-            // once the head is complete or the small buffer is full.
-            self.buffers = None;
-            let wait = if self.served == 0 { timeouts.client_head } else { timeouts.client_idle };
-            let idle_buf = std::mem::take(&mut self.idle_buf);
-            let mut idle_buf = match monoio::time::timeout(wait, stream.read(idle_buf)).await {
-                Ok((Ok(n), idle_buf)) if n > 0 => idle_buf,
-                _ => return Ok(false),
-            };
-            let head_deadline = Instant::now() + timeouts.client_head;
-            deadline = Some(head_deadline);
-            while !contains_head_end(&idle_buf) && idle_buf.len() < idle_buf.capacity() {
-                let start = idle_buf.len();
-                let capacity = idle_buf.capacity();
-                let read = monoio::time::timeout_at(head_deadline.into(), stream.read(idle_buf.slice_mut(start..capacity))).await;
-                idle_buf = match read {
-                    Err(_) => return Err(head_timeout(timeouts.client_head)),
-                    Ok((Ok(0), _)) => return Err(ProxyError::new(Kind::ClientClosed, "client closed the connection inside a request head")),
-                    Ok((Err(err), _)) => return Err(ProxyError::new(Kind::ClientClosed, format!("reading the request head failed: {err}"))),
-                    Ok((Ok(_), slice)) => slice.into_inner(),
-                };
-            }
-            if self.ctx.pool.free() < 2 {
-                if let Some(suppressed) = self.ctx.pool_log.borrow_mut().allow() {
-                    let stats = self.ctx.pool.stats();
-                    warn!(
-                        worker = self.ctx.id,
-                        leased = stats.leased,
-                        waiting = stats.waiting,
-                        suppressed,
-                        "buffers.per_worker exhausted; requests wait for buffers (raise buffers.per_worker if this persists)"
-                    );
-                }
-            }
-            let [mut inbound, mut upstream] = self.ctx.pool.acquire::<2>().await;
-            inbound.clear();
-            upstream.clear();
-            inbound.extend_from_slice(&idle_buf);
-            self.idle_buf = idle_buf;
-            self.buffers = Some(Buffers { inbound, upstream });
+        let deadline = if self.has_pending_bytes() {
+            // Pipelined bytes of the next request: move them to the front of `inbound`.
+            let Some(buffers) = self.buffers.as_mut() else { return Ok(false) };
+            let len = buffers.inbound.len();
+            buffers.inbound.copy_within(self.pos..len, 0);
+            buffers.inbound.truncate(len - self.pos);
             self.pos = 0;
-        }
-        let Some(buffers) = self.buffers.as_mut() else { return Ok(false) };
-        let inbound = &mut buffers.inbound;
-        if self.pos > 0 {
-            let len = inbound.len();
-            inbound.copy_within(self.pos..len, 0);
-            inbound.truncate(len - self.pos);
-            self.pos = 0;
-        }
-        let deadline = deadline.unwrap_or_else(|| Instant::now() + timeouts.client_head);
+            Instant::now() + timeouts.client_head
+        } else {
+            let Some(deadline) = self.read_head_start().await? else { return Ok(false) };
+            self.take_buffers().await;
+            deadline
+        };
         let limits = self.ctx.request_limits();
+        let (Some(stream), Some(buffers)) = (self.stream.as_mut(), self.buffers.as_mut()) else { return Ok(false) };
+        let inbound = &mut buffers.inbound;
         loop {
             if !inbound.is_empty() && head::parse_request(inbound, limits, &mut self.request)? {
                 self.is_head = self.request.is_head(inbound);
@@ -240,20 +199,70 @@ impl Client {
             }
             let taken = std::mem::replace(inbound, PoolBuf::detached());
             let read = monoio::time::timeout_at(deadline.into(), stream.read(taken.slice_mut(start..window_end))).await;
-            match read {
-                Err(_) if start == 0 && self.served > 0 => return Ok(false),
-                Err(_) => return Err(head_timeout(timeouts.client_head)),
-                Ok((result, slice)) => {
-                    *inbound = slice.into_inner();
-                    match result {
-                        Ok(0) if start == 0 => return Ok(false),
-                        Ok(0) => return Err(ProxyError::new(Kind::ClientClosed, "client closed the connection inside a request head")),
-                        Ok(_) => {}
-                        Err(err) => return Err(ProxyError::new(Kind::ClientClosed, format!("reading the request head failed: {err}"))),
-                    }
-                }
+            let Ok((result, slice)) = read else { return Err(head_timeout(timeouts.client_head)) };
+            *inbound = slice.into_inner();
+            match result {
+                Ok(0) => return Err(ProxyError::new(Kind::ClientClosed, "client closed the connection inside a request head")),
+                Ok(_) => {}
+                Err(err) => return Err(ProxyError::new(Kind::ClientClosed, format!("reading the request head failed: {err}"))),
             }
         }
+    }
+
+    /// Waits for the start of the next request in the connection's small idle buffer, and keeps
+    /// reading there until the head is complete or the buffer is full. Returns the deadline for
+    /// the rest of the head, or `None` when the client closed or stayed quiet.
+    ///
+    /// An idle connection holds no pooled buffer: the read into the idle buffer costs no extra
+    /// system call, and a slow client trickling its head in does not tie up the pool.
+    async fn read_head_start(&mut self) -> Result<Option<Instant>, ProxyError> {
+        let ctx = self.ctx.clone();
+        let timeouts = &ctx.config.timeouts;
+        self.buffers = None;
+        let Some(stream) = self.stream.as_mut() else { return Ok(None) };
+        let wait = if self.served == 0 { timeouts.client_head } else { timeouts.client_idle };
+        let idle_buf = std::mem::take(&mut self.idle_buf);
+        let mut idle_buf = match monoio::time::timeout(wait, stream.read(idle_buf)).await {
+            Ok((Ok(n), idle_buf)) if n > 0 => idle_buf,
+            _ => return Ok(None),
+        };
+        let deadline = Instant::now() + timeouts.client_head;
+        while !contains_head_end(&idle_buf) && idle_buf.len() < idle_buf.capacity() {
+            let start = idle_buf.len();
+            let capacity = idle_buf.capacity();
+            let read = monoio::time::timeout_at(deadline.into(), stream.read(idle_buf.slice_mut(start..capacity))).await;
+            idle_buf = match read {
+                Err(_) => return Err(head_timeout(timeouts.client_head)),
+                Ok((Ok(0), _)) => return Err(ProxyError::new(Kind::ClientClosed, "client closed the connection inside a request head")),
+                Ok((Err(err), _)) => return Err(ProxyError::new(Kind::ClientClosed, format!("reading the request head failed: {err}"))),
+                Ok((Ok(_), slice)) => slice.into_inner(),
+            };
+        }
+        self.idle_buf = idle_buf;
+        Ok(Some(deadline))
+    }
+
+    /// Takes the two pooled buffers of a request, waiting while the pool is exhausted, and moves
+    /// the bytes read so far from the idle buffer into `inbound`.
+    async fn take_buffers(&mut self) {
+        if self.ctx.pool.free() < 2 {
+            if let Some(suppressed) = self.ctx.pool_log.borrow_mut().allow() {
+                let stats = self.ctx.pool.stats();
+                warn!(
+                    worker = self.ctx.id,
+                    leased = stats.leased,
+                    waiting = stats.waiting,
+                    suppressed,
+                    "buffers.per_worker exhausted; requests wait for buffers (raise buffers.per_worker if this persists)"
+                );
+            }
+        }
+        let [mut inbound, mut upstream] = self.ctx.pool.acquire::<2>().await;
+        inbound.clear();
+        upstream.clear();
+        inbound.extend_from_slice(&self.idle_buf);
+        self.buffers = Some(Buffers { inbound, upstream });
+        self.pos = 0;
     }
 
     /// Routes the parsed request and runs the exchange; returns what the connection does next.
@@ -338,8 +347,8 @@ impl Client {
                     debug!(client = %self.peer, upstream = %server.addr, "pooled upstream connection was closed; retrying on a new one");
                     client = Some(stream);
                     buffers = returned;
-                    // The serialized head is still in the upstream buffer only if nothing
-                    // overwrote it; rebuild it to be sure.
+                    // The failed attempt may have read into the upstream buffer, so the head is
+                    // written into it again.
                     buffers.upstream.clear();
                     let limit = buffers.upstream.capacity();
                     if forward::write_request_head(&mut buffers.upstream, limit, &buffers.inbound, &self.request, &context).is_err() {
@@ -366,7 +375,7 @@ impl Client {
         upstream::connect(addr, server, self.ctx.config.timeouts.connect).await
     }
 
-    /// One attempt at an exchange on one upstream connection.
+    /// Runs one attempt at an exchange on one upstream connection.
     async fn run_exchange(
         &mut self,
         connection: UpstreamConnection,
@@ -598,7 +607,7 @@ impl Client {
         }
     }
 
-    /// Answers an error with both buffers given back, then closes.
+    /// Responds to an error after giving the buffers back, then closes.
     async fn fail(&mut self, stream: TcpStream, inbound: PoolBuf, err: ProxyError, upstream_addr: SocketAddr) -> Exchanged {
         self.stream = Some(stream);
         drop(inbound);
@@ -612,7 +621,7 @@ impl Client {
         Exchanged::Done(Next::Close)
     }
 
-    /// The one place where an error becomes the client's response and a log line. The response
+    /// Turns an error into the client's response and a log line: the one place that does so. The response
     /// always closes the connection, since the request may not have been read to its end.
     async fn respond_error(&mut self, err: &ProxyError, upstream: Option<SocketAddr>) {
         log_error(&self.ctx, self.peer, err, upstream);
@@ -688,7 +697,7 @@ fn log_error(ctx: &WorkerContext, client: SocketAddr, err: &ProxyError, upstream
     }
 }
 
-/// Whether a request-body relay failed because of the client (then the client gets the error)
+/// Returns whether a request-body relay failed because of the client (then the client gets the error)
 /// or because of the upstream (then the upstream may still have sent a response worth relaying).
 fn request_failure_is_clients(failure: &RelayFailure) -> bool {
     !matches!(failure, RelayFailure::SinkError(_) | RelayFailure::SinkTimeout)
@@ -718,7 +727,7 @@ fn reunite(read: OwnedReadHalf<TcpStream>, write: OwnedWriteHalf<TcpStream>) -> 
     read.reunite(write).expect("halves of one stream")
 }
 
-/// How the concurrent part of an exchange ended.
+/// The outcome of the concurrent part of an exchange.
 enum DuplexEnd {
     /// The client closed before the response head reached it.
     ClientGone,

@@ -29,7 +29,7 @@ pub const HEADROOM: usize = 16;
 /// "0\r\n\r\n".
 pub const TAILROOM: usize = 8;
 
-/// How the body to relay is framed by its sender.
+/// The framing of the body as its sender sends it.
 pub enum Source {
     Length(LengthDecoder),
     Chunked(ChunkedDecoder),
@@ -37,7 +37,7 @@ pub enum Source {
     Close,
 }
 
-/// How the relayed body is framed for its receiver.
+/// The framing of the relayed body for its receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
     /// Data bytes as they are (Content-Length, or delimited by close).
@@ -55,10 +55,10 @@ pub struct RelayParams {
     pub max_bytes: u64,
 }
 
-/// Why a relay stopped before the end of the body.
+/// The reason a relay stopped before the end of the body.
 #[derive(Debug)]
 pub enum RelayFailure {
-    /// The sender closed before its framing said the body ended.
+    /// The sender closed before the end its framing announced.
     SourceClosed,
     SourceError(io::Error),
     SourceTimeout,
@@ -83,7 +83,7 @@ struct Piece {
     /// Bytes to write, as a range of the buffer.
     start: usize,
     end: usize,
-    /// Where unconsumed input starts (bytes after the body, when `done`).
+    /// Start of unconsumed input (bytes after the body, when `done`).
     consumed_end: usize,
     data_bytes: u64,
     done: bool,
