@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -30,6 +30,7 @@ use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
 use crate::logging::RateLimitedLog;
 use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
 use crate::route::find_route;
+use crate::sys::split_stream;
 use crate::upstream::{self, UpstreamConnection, Upstreams};
 
 /// How long ringway keeps reading (and discarding) a client's unread request body after an error
@@ -434,8 +435,9 @@ impl Client {
         let body_sink = if matches!(self.request.body, Some(BodyKind::Chunked)) { Sink::Chunked } else { Sink::Raw };
         let head_len = self.request.head_len;
 
-        let (mut client_read, mut client_write) = stream.into_split();
-        let (mut upstream_read, mut upstream_write) = upstream_stream.into_split();
+        let mut stream = stream;
+        let (mut client_read, mut client_write) = split_stream(&mut stream);
+        let (mut upstream_read, mut upstream_write) = split_stream(&mut upstream_stream);
         let request_params = RelayParams {
             read_timeout: timeouts.client_body_read,
             write_timeout: timeouts.upstream_read,
@@ -538,11 +540,9 @@ impl Client {
                 Exchanged::Done(Next::Close)
             }
             DuplexEnd::NoResponse { head_end: HeadEnd::RequestFailed(err), .. } => {
-                let stream = reunite(client_read, client_write);
                 self.fail_without_buffer(Some(stream), err, upstream_addr).await
             }
             DuplexEnd::NoResponse { head_end: HeadEnd::Failed(failure), request_result } => {
-                let stream = reunite(client_read, client_write);
                 let stale = !failure.received_any && reused;
                 if let (true, Some(Ok(relayed)), Some(buf)) = (stale, request_result, failure.buf) {
                     if relayed.bytes == 0 {
@@ -566,12 +566,11 @@ impl Client {
                 // framing and the upstream did not ask to close.
                 let upstream_clean = self.response.keep_alive && request_relayed.is_some() && relayed.pos == relayed.buf.len();
                 if upstream_clean {
-                    let stream = reunite(upstream_read, upstream_write);
-                    ctx.upstreams.borrow_mut().put_idle(UpstreamConnection { stream, server: server_id, reused: true });
+                    ctx.upstreams.borrow_mut().put_idle(UpstreamConnection { stream: upstream_stream, server: server_id, reused: true });
                 }
                 match request_relayed {
                     Some(request) if !close_client => {
-                        self.stream = Some(reunite(client_read, client_write));
+                        self.stream = Some(stream);
                         self.pos = request.pos;
                         self.buffers = Some(Buffers { inbound: request.buf, upstream: relayed.buf });
                         Exchanged::Done(Next::KeepAlive)
@@ -722,10 +721,6 @@ fn request_failure_error(failure: &RelayFailure, ctx: &WorkerContext) -> ProxyEr
     }
 }
 
-/// Joins the halves of one stream again; they always come from the same `into_split`.
-fn reunite(read: OwnedReadHalf<TcpStream>, write: OwnedWriteHalf<TcpStream>) -> TcpStream {
-    read.reunite(write).expect("halves of one stream")
-}
 
 /// The outcome of the concurrent part of an exchange.
 enum DuplexEnd {

@@ -1,9 +1,16 @@
-//! The only module with `unsafe` code: buffer traits for monoio and a few libc calls.
+//! The only module with `unsafe` code: buffer traits for monoio, a stream split that does not
+//! allocate, and a few libc calls.
 
+use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::RawFd;
+use std::ptr::NonNull;
 
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::BufResult;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
 
 use crate::buffer::PoolBuf;
 
@@ -125,4 +132,61 @@ pub fn raise_open_file_limit() -> io::Result<(u64, u64)> {
         }
     }
     Ok((old as u64, limit.rlim_cur as u64))
+}
+
+/// The reading side of a `TcpStream` while its writing side is in use elsewhere.
+pub struct StreamReader<'a> {
+    stream: NonNull<TcpStream>,
+    _borrow: PhantomData<&'a mut TcpStream>,
+}
+
+/// The writing side of a `TcpStream` while its reading side is in use elsewhere.
+pub struct StreamWriter<'a> {
+    stream: NonNull<TcpStream>,
+    _borrow: PhantomData<&'a mut TcpStream>,
+}
+
+/// Splits a stream into a reader and a writer that may run operations at the same time, for as
+/// long as the stream is borrowed. Unlike monoio's `into_split`, it allocates nothing, which
+/// keeps the request path free of per-request allocations.
+pub fn split_stream(stream: &mut TcpStream) -> (StreamReader<'_>, StreamWriter<'_>) {
+    let stream = NonNull::from(stream);
+    (StreamReader { stream, _borrow: PhantomData }, StreamWriter { stream, _borrow: PhantomData })
+}
+
+impl AsyncReadRent for StreamReader<'_> {
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        // SAFETY: the pointer comes from a `&mut TcpStream` borrowed for this reader's lifetime.
+        // `TcpStream` implements monoio's `Split`: its read and write operations are independent
+        // (each owns a clone of the shared descriptor), so a read may run while the writer runs a
+        // write. This is the access monoio's own `OwnedReadHalf` makes.
+        unsafe { (*self.stream.as_ptr()).read(buf) }
+    }
+
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        // SAFETY: as in `read`.
+        unsafe { (*self.stream.as_ptr()).readv(buf) }
+    }
+}
+
+impl AsyncWriteRent for StreamWriter<'_> {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        // SAFETY: as in `StreamReader::read`, with the roles swapped.
+        unsafe { (*self.stream.as_ptr()).write(buf) }
+    }
+
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        // SAFETY: as in `StreamReader::read`, with the roles swapped.
+        unsafe { (*self.stream.as_ptr()).writev(buf) }
+    }
+
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> {
+        // SAFETY: as in `StreamReader::read`, with the roles swapped.
+        unsafe { (*self.stream.as_ptr()).flush() }
+    }
+
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
+        // SAFETY: as in `StreamReader::read`, with the roles swapped.
+        unsafe { (*self.stream.as_ptr()).shutdown() }
+    }
 }
