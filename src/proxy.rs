@@ -429,7 +429,6 @@ impl Client {
 
         let request_was_head = self.request.is_head(&inbound);
         let client_minor = self.request.minor_version;
-        let expect_continue = self.request.expect_continue;
         let client_keep_alive = self.request.keep_alive;
         let body_source = ctx.source_for(self.request.body.unwrap_or(BodyKind::None));
         let body_sink = if matches!(self.request.body, Some(BodyKind::Chunked)) { Sink::Chunked } else { Sink::Raw };
@@ -446,7 +445,6 @@ impl Client {
         let head_params = HeadReadParams {
             limits: ctx.response_limits(),
             request_was_head,
-            expect_continue,
             client_minor,
             write_timeout: timeouts.client_write,
         };
@@ -759,7 +757,6 @@ enum Exchanged {
 struct HeadReadParams {
     limits: HeadLimits,
     request_was_head: bool,
-    expect_continue: bool,
     client_minor: u8,
     write_timeout: Duration,
 }
@@ -772,9 +769,8 @@ struct HeadFailure {
     received_any: bool,
 }
 
-/// Reads response heads from the upstream until a final one, forwarding interim responses to the
-/// client: the first 100 Continue only if the client asked for it, other 1xx only to HTTP/1.1
-/// clients (RFC 9110 section 15.2). Returns the buffer with the final head at its start and the
+/// Reads response heads from the upstream until a final one, forwarding interim responses to
+/// HTTP/1.1 clients (RFC 9110 section 15.2), a 100 Continue only once. Returns the buffer with the final head at its start and the
 /// offset where the body begins.
 async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
     upstream: &mut R,
@@ -802,11 +798,8 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
                         let error = ProxyError::invalid_response("101 Switching Protocols without an upgrade request");
                         return Err(HeadFailure { error, buf: Some(buf), received_any: true });
                     }
-                    let forward = if response.status == 100 {
-                        params.expect_continue && !std::mem::replace(&mut sent_continue, true)
-                    } else {
-                        params.client_minor >= 1
-                    };
+                    // A repeated 100 Continue means nothing to the client, so only the first goes on.
+                    let forward = params.client_minor >= 1 && (response.status != 100 || !std::mem::replace(&mut sent_continue, true));
                     if forward {
                         forward::write_interim_head(head_out, &buf, response);
                         let bytes = std::mem::take(head_out);

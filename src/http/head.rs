@@ -227,7 +227,9 @@ fn head_too_large(limits: HeadLimits) -> ProxyError {
 
 fn describe(err: httparse::Error) -> &'static str {
     match err {
-        httparse::Error::HeaderName => "invalid header name (no whitespace is allowed before the colon)",
+        httparse::Error::HeaderName => {
+            "invalid header line: whitespace before the colon, a folded (obs-fold) continuation line, or a forbidden byte in the name"
+        }
         httparse::Error::HeaderValue => "invalid byte in a header value (CR, LF and NUL are not allowed)",
         httparse::Error::NewLine => "invalid line ending (obsolete line folding is not allowed)",
         httparse::Error::Status => "invalid status code",

@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -291,6 +291,193 @@ impl Drop for RawOrigin {
     }
 }
 
+/// How long a `RecordingOrigin` connection waits for the next request before it closes.
+/// Longer than any test, so that an idle upstream connection pooled by ringway never
+/// goes stale in the middle of a test unless the test closes it on purpose.
+const RECORDING_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a `RecordingOrigin` sends back for one request.
+pub struct Reply {
+    /// The bytes written after the request was read, exactly as given.
+    pub bytes: Vec<u8>,
+    /// Close the connection after writing `bytes`, without saying so in the response.
+    pub close: bool,
+}
+
+impl Reply {
+    /// Sends `bytes` and waits for the next request on the same connection.
+    pub fn keep_open(bytes: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            bytes: bytes.into(),
+            close: false,
+        }
+    }
+
+    /// Sends `bytes` and closes the connection.
+    pub fn then_close(bytes: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            bytes: bytes.into(),
+            close: true,
+        }
+    }
+}
+
+/// One request that a `RecordingOrigin` read.
+#[derive(Debug)]
+pub struct Seen {
+    /// Index of the upstream connection it came on (0 for the first accepted).
+    pub connection: usize,
+    pub request: RawRequest,
+}
+
+/// A scripted origin that reads requests in a keep-alive loop on every connection,
+/// records each one (an incomplete body included) and responds with the reply that
+/// `respond` builds. A connection ends when the peer closes it, a request fails to parse,
+/// a body is incomplete, or a reply says `close`.
+pub struct RecordingOrigin {
+    pub addr: SocketAddr,
+    origin: RawOrigin,
+    seen: mpsc::Receiver<Seen>,
+}
+
+impl RecordingOrigin {
+    pub fn start(
+        respond: impl Fn(&RawRequest) -> Reply + Send + Sync + 'static,
+    ) -> RecordingOrigin {
+        let (sender, seen) = mpsc::channel();
+        let origin = RawOrigin::start(move |mut stream, connection| {
+            let _ = stream.set_read_timeout(Some(RECORDING_IDLE_TIMEOUT));
+            while let Ok(request) = read_request(&mut stream) {
+                let complete = request.complete;
+                let reply = complete.then(|| respond(&request));
+                let _ = sender.send(Seen {
+                    connection,
+                    request,
+                });
+                let Some(reply) = reply else { return };
+                if stream.write_all(&reply.bytes).is_err() || reply.close {
+                    return;
+                }
+            }
+        });
+        RecordingOrigin {
+            addr: origin.addr,
+            origin,
+            seen,
+        }
+    }
+
+    /// Number of connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.origin.connections()
+    }
+
+    /// Returns the next recorded request. Panics when none arrives within `TIMEOUT`.
+    pub fn next_request(&self) -> Seen {
+        self.seen
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("the origin received no request within {TIMEOUT:?}"))
+    }
+
+    /// Returns the next request recorded within `within`, or `None`.
+    pub fn next_request_within(&self, within: Duration) -> Option<Seen> {
+        self.seen.recv_timeout(within).ok()
+    }
+}
+
+/// Returns a 200 response with `body`, framed by Content-Length.
+pub fn ok_with_body(body: &[u8]) -> Vec<u8> {
+    let mut response =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    response.extend_from_slice(body);
+    response
+}
+
+/// Returns a 200 reply whose body is the request target, or only its head for HEAD
+/// (RFC 9110 section 9.3.2), so a test can tell which request a response belongs to.
+pub fn reply_with_target(request: &RawRequest) -> Reply {
+    let mut response = ok_with_body(request.target.as_bytes());
+    if request.method == "HEAD" {
+        response.truncate(response.len() - request.target.len());
+    }
+    Reply::keep_open(response)
+}
+
+/// Writes all of `bytes` to `stream`. Panics when the write fails or times out.
+pub fn send(stream: &mut TcpStream, bytes: &[u8]) {
+    stream
+        .write_all(bytes)
+        .unwrap_or_else(|error| panic!("failed to send {} bytes: {error}", bytes.len()));
+}
+
+/// Reads until the peer closes the connection (an orderly close or a reset) and returns
+/// the bytes received before it, or `None` when the connection is still open after
+/// `within`. Restores the stream's read timeout afterwards.
+pub fn wait_for_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let previous_timeout = stream.read_timeout().ok().flatten();
+    let deadline = Instant::now() + within;
+    let mut received = Vec::new();
+    let mut piece = vec![0; READ_PIECE_BYTES];
+    let closed = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break false;
+        }
+        stream
+            .set_read_timeout(Some(remaining))
+            .expect("failed to set the read timeout");
+        match stream.read(&mut piece) {
+            Ok(0) => break true,
+            Ok(read) => received.extend_from_slice(&piece[..read]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false;
+            }
+            Err(_) => break true,
+        }
+    };
+    let _ = stream.set_read_timeout(previous_timeout);
+    closed.then_some(received)
+}
+
+/// Checks that `response` is an error response written by ringway itself: the status
+/// `status`, `Connection: close`, and a plain-text body of one line that starts with the
+/// status code and reason phrase and mentions `about` (compared case-insensitively).
+/// `context` starts every failure message.
+pub fn assert_error_response(response: &Response, status: u16, about: &str, context: &str) {
+    let body = response.body_text();
+    assert_eq!(response.status, status, "{context}: status (body {body:?})");
+    assert_eq!(
+        response.header("Connection"),
+        Some("close"),
+        "{context}: Connection header of the {status} response"
+    );
+    assert_eq!(
+        response.header("Content-Type"),
+        Some("text/plain; charset=utf-8"),
+        "{context}: Content-Type of the {status} response"
+    );
+    let first_line = format!("{status} {}: ", response.reason);
+    assert!(
+        body.starts_with(&first_line),
+        "{context}: body {body:?} does not start with {first_line:?}"
+    );
+    assert!(
+        body.ends_with('\n') && body.matches('\n').count() == 1,
+        "{context}: body {body:?} is not exactly one line"
+    );
+    assert!(
+        body.to_ascii_lowercase()
+            .contains(&about.to_ascii_lowercase()),
+        "{context}: body {body:?} does not mention {about:?}"
+    );
+}
+
 /// Connects to `addr` and sets `TIMEOUT` read and write timeouts and TCP_NODELAY.
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
@@ -447,6 +634,13 @@ pub fn read_request(stream: &mut TcpStream) -> io::Result<RawRequest> {
         complete: outcome.complete,
         trailers: outcome.trailers,
     })
+}
+
+/// Reads a request head up to and including the empty line that ends it, and leaves
+/// the body in the stream, for origins that must answer before they read the body.
+pub fn read_request_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    ensure_read_timeout(stream)?;
+    read_head_bytes(stream, "request")
 }
 
 /// Reads one response and decodes its body (Content-Length, chunked or close-delimited).
