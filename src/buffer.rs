@@ -51,7 +51,10 @@ pub struct PoolStats {
 
 impl BufferPool {
     pub fn new(size: usize, max: usize) -> BufferPool {
-        assert!(size > 0 && max > 0, "a buffer pool needs a size and a capacity");
+        assert!(
+            size > 0 && max > 0,
+            "a buffer pool needs a size and a capacity"
+        );
         BufferPool {
             shared: Rc::new(RefCell::new(PoolState {
                 size,
@@ -73,7 +76,11 @@ impl BufferPool {
     /// Returns how many buffers could be leased now without waiting (none while others wait).
     pub fn free(&self) -> usize {
         let state = self.shared.borrow();
-        if state.waiters.is_empty() { state.max - state.leased } else { 0 }
+        if state.waiters.is_empty() {
+            state.max - state.leased
+        } else {
+            0
+        }
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -89,7 +96,10 @@ impl BufferPool {
     /// Leases `N` buffers at once, waiting in FIFO order while fewer are free. Taking them together
     /// is what keeps the pool deadlock-free: the caller must hold no other lease while it waits.
     pub fn acquire<const N: usize>(&self) -> Acquire<N> {
-        Acquire { pool: self.clone(), ticket: None }
+        Acquire {
+            pool: self.clone(),
+            ticket: None,
+        }
     }
 
     /// Leases one buffer if one is free and nobody is waiting; never waits.
@@ -103,8 +113,14 @@ impl BufferPool {
 
     fn lease(&self, state: &mut PoolState) -> PoolBuf {
         state.leased += 1;
-        let vec = state.free.pop().unwrap_or_else(|| Vec::with_capacity(state.size));
-        PoolBuf { vec, pool: Some(self.clone()) }
+        let vec = state
+            .free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(state.size));
+        PoolBuf {
+            vec,
+            pool: Some(self.clone()),
+        }
     }
 
     fn release(&self, mut vec: Vec<u8>) {
@@ -191,7 +207,10 @@ impl PoolBuf {
     /// Returns an empty buffer that belongs to no pool. It stands in while an operation owns the
     /// real buffer, and its capacity of zero allocates nothing.
     pub fn detached() -> PoolBuf {
-        PoolBuf { vec: Vec::new(), pool: None }
+        PoolBuf {
+            vec: Vec::new(),
+            pool: None,
+        }
     }
 
     /// Makes `len()` at least `min_len`, zero-filling new bytes, so a read may start at `min_len`
@@ -254,9 +273,14 @@ mod tests {
         let held = pool.try_acquire().expect("a free buffer");
         let mut pair = pool.acquire::<2>();
         assert!(poll_once(&mut pair).is_pending());
-        assert!(pool.try_acquire().is_none(), "try_acquire must not jump the queue");
+        assert!(
+            pool.try_acquire().is_none(),
+            "try_acquire must not jump the queue"
+        );
         drop(held);
-        let Poll::Ready(buffers) = poll_once(&mut pair) else { panic!("pair not granted") };
+        let Poll::Ready(buffers) = poll_once(&mut pair) else {
+            panic!("pair not granted")
+        };
         assert_eq!(buffers.len(), 2);
         assert_eq!(pool.stats().leased, 2);
     }
@@ -270,7 +294,10 @@ mod tests {
         assert!(poll_once(&mut first).is_pending());
         assert!(poll_once(&mut second).is_pending());
         drop(held);
-        assert!(poll_once(&mut second).is_pending(), "second waiter overtook the first");
+        assert!(
+            poll_once(&mut second).is_pending(),
+            "second waiter overtook the first"
+        );
         assert!(poll_once(&mut first).is_ready());
     }
 

@@ -176,6 +176,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "workers",
     "listen",
     "driver",
+    "relay",
     "upstreams",
     "routes",
     "timeouts",
@@ -214,6 +215,7 @@ pub struct Config {
     /// Listening addresses, in file order and without duplicates (port 0 excepted).
     pub listen: Vec<SocketAddr>,
     pub driver: Driver,
+    pub relay: RelayMode,
     /// Upstreams sorted by name. [`Route::upstream`] indexes this list.
     pub upstreams: Vec<Upstream>,
     /// Routes in file order. The first route that matches a request wins.
@@ -274,6 +276,18 @@ pub enum Driver {
     Auto,
     IoUring,
     Epoll,
+}
+
+/// How response bodies with a known end move from the upstream socket to the client socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayMode {
+    /// Through pooled buffers in user space, overlapping each read with the previous write.
+    #[default]
+    Copy,
+    /// With splice(2) through a per-worker pool of pipes, without copying into user space. It
+    /// applies to Content-Length and close-delimited response bodies relayed as they are; chunked
+    /// bodies, which ringway re-encodes, always take the copy path.
+    Splice,
 }
 
 /// A named group of servers that routes send requests to.
@@ -826,6 +840,10 @@ impl Checker<'_> {
             Some(value) => self.check_driver(value),
             None => Some(Driver::default()),
         };
+        let relay = match top.get("relay") {
+            Some(value) => self.check_relay(value),
+            None => Some(RelayMode::default()),
+        };
         let upstream_value = self.required(
             &top,
             "",
@@ -857,6 +875,7 @@ impl Checker<'_> {
             workers: workers?,
             listen: listen?,
             driver: driver?,
+            relay: relay?,
             upstreams: upstreams?,
             routes: routes?,
             timeouts: timeouts?,
@@ -1060,6 +1079,20 @@ impl Checker<'_> {
             "epoll" => Some(Driver::Epoll),
             other => {
                 self.report(PATH, format!("unknown driver {}", quote(other)), fix);
+                None
+            }
+        }
+    }
+
+    fn check_relay(&mut self, value: &Json) -> Option<RelayMode> {
+        const PATH: &str = "relay";
+        let fix = "use \"copy\" or \"splice\"";
+        let name = self.string(PATH, value, fix)?;
+        match name {
+            "copy" => Some(RelayMode::Copy),
+            "splice" => Some(RelayMode::Splice),
+            other => {
+                self.report(PATH, format!("unknown relay mode {}", quote(other)), fix);
                 None
             }
         }
@@ -2073,6 +2106,20 @@ mod tests {
     }
 
     #[test]
+    fn relay_modes() {
+        assert_eq!(parse_ok(&minimal_with(&[])).relay, RelayMode::Copy);
+        for (name, mode) in [("copy", RelayMode::Copy), ("splice", RelayMode::Splice)] {
+            let config = parse_ok(&minimal_with(&[("/relay", json!(name))]));
+            assert_eq!(config.relay, mode, "relay {name}");
+        }
+        let errors =
+            parse_with(&minimal_with(&[("/relay", json!("sendfile"))]), &system()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "relay");
+        assert!(errors[0].message.contains("\"sendfile\""), "{errors:#?}");
+    }
+
+    #[test]
     fn driver_names() {
         for (name, driver) in [
             ("auto", Driver::Auto),
@@ -2602,7 +2649,7 @@ mod tests {
         );
         let top_error = errors.iter().find(|error| error.path == "worker").unwrap();
         assert!(
-            top_error.fix.contains("workers, listen, driver"),
+            top_error.fix.contains("workers, listen, driver, relay"),
             "{top_error:#?}"
         );
         let upstream_error = errors

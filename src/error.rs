@@ -91,7 +91,11 @@ impl ProxyError {
             | Kind::UpstreamClosed
             | Kind::InvalidResponse => Side::Upstream,
         };
-        ProxyError { kind, side, detail: detail.into() }
+        ProxyError {
+            kind,
+            side,
+            detail: detail.into(),
+        }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> ProxyError {
@@ -110,13 +114,17 @@ impl ProxyError {
             Kind::UriTooLong => (414, "URI Too Long"),
             Kind::HeadTooLarge => (431, "Request Header Fields Too Large"),
             Kind::BodyTooLarge => (413, "Content Too Large"),
-            Kind::UnsupportedTransferCoding | Kind::MethodNotImplemented => (501, "Not Implemented"),
+            Kind::UnsupportedTransferCoding | Kind::MethodNotImplemented => {
+                (501, "Not Implemented")
+            }
             Kind::ExpectationFailed => (417, "Expectation Failed"),
             Kind::VersionNotSupported => (505, "HTTP Version Not Supported"),
             Kind::NoRoute => (404, "Not Found"),
             Kind::ClientTimeout => (408, "Request Timeout"),
             Kind::ClientClosed => return None,
-            Kind::ConnectFailed | Kind::UpstreamClosed | Kind::InvalidResponse => (502, "Bad Gateway"),
+            Kind::ConnectFailed | Kind::UpstreamClosed | Kind::InvalidResponse => {
+                (502, "Bad Gateway")
+            }
             Kind::ConnectTimeout | Kind::UpstreamTimeout => (504, "Gateway Timeout"),
         })
     }
@@ -173,8 +181,14 @@ mod tests {
 
     #[test]
     fn statuses_match_sides() {
-        assert_eq!(ProxyError::new(Kind::ConnectTimeout, "").status(), Some((504, "Gateway Timeout")));
-        assert_eq!(ProxyError::new(Kind::ConnectFailed, "").side, Side::Upstream);
+        assert_eq!(
+            ProxyError::new(Kind::ConnectTimeout, "").status(),
+            Some((504, "Gateway Timeout"))
+        );
+        assert_eq!(
+            ProxyError::new(Kind::ConnectFailed, "").side,
+            Side::Upstream
+        );
         assert_eq!(ProxyError::new(Kind::ClientClosed, "").status(), None);
         assert_eq!(ProxyError::new(Kind::NoRoute, "").side, Side::Internal);
     }

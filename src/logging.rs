@@ -15,13 +15,20 @@ pub struct RateLimitedLog {
 
 impl RateLimitedLog {
     pub fn new(interval: Duration) -> RateLimitedLog {
-        RateLimitedLog { interval, last: None, suppressed: 0 }
+        RateLimitedLog {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
     }
 
     /// Returns `Some(number of lines held back since the last one)` when a line may be logged now.
     pub fn allow(&mut self) -> Option<u64> {
         let now = Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) < self.interval) {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.interval)
+        {
             self.suppressed += 1;
             return None;
         }
@@ -29,7 +36,6 @@ impl RateLimitedLog {
         Some(std::mem::take(&mut self.suppressed))
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about)]
 struct Args {
     /// Run the proxy with this JSON configuration file.
-    #[arg(long, value_name = "FILE", conflicts_with = "check_config", required_unless_present = "check_config")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "check_config",
+        required_unless_present = "check_config"
+    )]
     config: Option<PathBuf>,
     /// Validate this configuration file, print every error with its key path, and exit
     /// (0 when the file is valid, 1 otherwise).
@@ -34,7 +39,9 @@ fn main() -> ExitCode {
     if let Some(path) = args.check_config {
         return check_config(&path);
     }
-    let Some(path) = args.config else { return ExitCode::FAILURE };
+    let Some(path) = args.config else {
+        return ExitCode::FAILURE;
+    };
     let config = match config::load(&path) {
         Ok(config) => config,
         Err(errors) => {
@@ -67,15 +74,21 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 fn print_errors(path: &std::path::Path, errors: &[config::ConfigError]) {
-    eprintln!("{}: {} configuration error{}", path.display(), errors.len(), if errors.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "{}: {} configuration error{}",
+        path.display(),
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
     for err in errors {
         eprintln!("  {err}");
     }
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGWAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ringway={level},ringway_origin={level},warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGWAY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("ringway={level},ringway_origin={level},warn"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -93,7 +106,9 @@ fn run(config: config::Config) -> ExitCode {
     match sys::raise_open_file_limit() {
         Ok((old, new)) if old != new => info!(old, new, "raised the open file limit"),
         Ok(_) => {}
-        Err(err) => error!("raising the open file limit failed: {err}; ringway goes on with the current limit"),
+        Err(err) => error!(
+            "raising the open file limit failed: {err}; ringway goes on with the current limit"
+        ),
     }
     let config = Arc::new(config);
     let driver = match worker::choose_driver(config.driver) {
@@ -113,7 +128,11 @@ fn run(config: config::Config) -> ExitCode {
     );
     for (index, route) in config.routes.iter().enumerate() {
         let upstream = &config.upstreams[route.upstream];
-        let servers: Vec<String> = upstream.servers.iter().map(|server| server.addr.to_string()).collect();
+        let servers: Vec<String> = upstream
+            .servers
+            .iter()
+            .map(|server| server.addr.to_string())
+            .collect();
         info!(
             route = index,
             path_prefix = %route.path_prefix,

@@ -22,7 +22,7 @@ use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::buffer::{BufferPool, PoolBuf};
-use crate::config::Config;
+use crate::config::{Config, RelayMode};
 use crate::error::{Kind, ProxyError, Side, shown};
 use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
 use crate::http::forward::{self, ClientFraming, RequestContext};
@@ -30,7 +30,7 @@ use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
 use crate::logging::RateLimitedLog;
 use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
 use crate::route::find_route;
-use crate::sys::split_stream;
+use crate::sys::{Pipe, split_stream};
 use crate::upstream::{self, UpstreamConnection, Upstreams};
 
 /// How long ringway keeps reading (and discarding) a client's unread request body after an error
@@ -45,6 +45,10 @@ pub const IDLE_READ_BYTES: usize = 1024;
 
 /// The most request-body bytes ringway discards while lingering before it closes anyway.
 pub const LINGER_MAX_BYTES: usize = 1 << 20;
+
+/// Empty pipes a worker keeps for reuse by splice relays; a busier moment creates more and
+/// closes them when done. Each pipe is two descriptors and up to one buffer of kernel memory.
+pub const MAX_IDLE_PIPES: usize = 16;
 
 /// The environment variable that sets `WorkerContext::panic_path`. It is meant for tests only:
 /// nothing reads it unless it is set, and then only the exact path panics.
@@ -63,22 +67,55 @@ pub struct WorkerContext {
     pub connections: Cell<usize>,
     /// Rate limit for the warning that the buffer pool is exhausted.
     pub pool_log: RefCell<RateLimitedLog>,
+    /// Empty pipes kept for splice relays (`relay: "splice"`), at most `MAX_IDLE_PIPES`.
+    pub pipes: RefCell<Vec<Pipe>>,
 }
 
 impl WorkerContext {
     fn request_limits(&self) -> HeadLimits {
         let limits = &self.config.limits;
-        HeadLimits { max_head_bytes: limits.max_request_head_bytes, max_header_count: limits.max_header_count }
+        HeadLimits {
+            max_head_bytes: limits.max_request_head_bytes,
+            max_header_count: limits.max_header_count,
+        }
     }
 
     fn response_limits(&self) -> HeadLimits {
         let limits = &self.config.limits;
-        HeadLimits { max_head_bytes: limits.max_response_head_bytes, max_header_count: limits.max_header_count }
+        HeadLimits {
+            max_head_bytes: limits.max_response_head_bytes,
+            max_header_count: limits.max_header_count,
+        }
     }
 
     fn chunked_limits(&self) -> ChunkedLimits {
         let limits = &self.config.limits;
-        ChunkedLimits { max_extension_bytes: limits.max_chunk_extension_bytes, max_trailer_bytes: limits.max_trailer_bytes }
+        ChunkedLimits {
+            max_extension_bytes: limits.max_chunk_extension_bytes,
+            max_trailer_bytes: limits.max_trailer_bytes,
+        }
+    }
+
+    /// Takes an idle pipe or creates one; `None` when the system has no descriptors to spare,
+    /// and then the relay copies instead.
+    fn take_pipe(&self) -> Option<Pipe> {
+        if let Some(pipe) = self.pipes.borrow_mut().pop() {
+            return Some(pipe);
+        }
+        match Pipe::new(self.config.buffers.size_bytes) {
+            Ok(pipe) => Some(pipe),
+            Err(err) => {
+                debug!(worker = self.id, error = %err, "creating a pipe for splice failed; copying instead");
+                None
+            }
+        }
+    }
+
+    fn return_pipe(&self, pipe: Pipe) {
+        let mut pipes = self.pipes.borrow_mut();
+        if pipes.len() < MAX_IDLE_PIPES {
+            pipes.push(pipe);
+        }
     }
 
     fn source_for(&self, kind: BodyKind) -> Source {
@@ -163,7 +200,9 @@ impl Client {
     }
 
     fn has_pending_bytes(&self) -> bool {
-        self.buffers.as_ref().is_some_and(|buffers| self.pos < buffers.inbound.len())
+        self.buffers
+            .as_ref()
+            .is_some_and(|buffers| self.pos < buffers.inbound.len())
     }
 
     /// Reads the next request head into `inbound`. Returns `Ok(false)` when the client closed or
@@ -174,19 +213,25 @@ impl Client {
         self.is_head = false;
         let deadline = if self.has_pending_bytes() {
             // Pipelined bytes of the next request: move them to the front of `inbound`.
-            let Some(buffers) = self.buffers.as_mut() else { return Ok(false) };
+            let Some(buffers) = self.buffers.as_mut() else {
+                return Ok(false);
+            };
             let len = buffers.inbound.len();
             buffers.inbound.copy_within(self.pos..len, 0);
             buffers.inbound.truncate(len - self.pos);
             self.pos = 0;
             Instant::now() + timeouts.client_head
         } else {
-            let Some(deadline) = self.read_head_start().await? else { return Ok(false) };
+            let Some(deadline) = self.read_head_start().await? else {
+                return Ok(false);
+            };
             self.take_buffers().await;
             deadline
         };
         let limits = self.ctx.request_limits();
-        let (Some(stream), Some(buffers)) = (self.stream.as_mut(), self.buffers.as_mut()) else { return Ok(false) };
+        let (Some(stream), Some(buffers)) = (self.stream.as_mut(), self.buffers.as_mut()) else {
+            return Ok(false);
+        };
         let inbound = &mut buffers.inbound;
         loop {
             if !inbound.is_empty() && head::parse_request(inbound, limits, &mut self.request)? {
@@ -196,16 +241,35 @@ impl Client {
             let window_end = inbound.capacity() - TAILROOM;
             let start = inbound.len();
             if start >= window_end {
-                return Err(ProxyError::new(Kind::HeadTooLarge, "request head does not fit in one buffer; raise buffers.size_bytes"));
+                return Err(ProxyError::new(
+                    Kind::HeadTooLarge,
+                    "request head does not fit in one buffer; raise buffers.size_bytes",
+                ));
             }
             let taken = std::mem::replace(inbound, PoolBuf::detached());
-            let read = monoio::time::timeout_at(deadline.into(), stream.read(taken.slice_mut(start..window_end))).await;
-            let Ok((result, slice)) = read else { return Err(head_timeout(timeouts.client_head)) };
+            let read = monoio::time::timeout_at(
+                deadline.into(),
+                stream.read(taken.slice_mut(start..window_end)),
+            )
+            .await;
+            let Ok((result, slice)) = read else {
+                return Err(head_timeout(timeouts.client_head));
+            };
             *inbound = slice.into_inner();
             match result {
-                Ok(0) => return Err(ProxyError::new(Kind::ClientClosed, "client closed the connection inside a request head")),
+                Ok(0) => {
+                    return Err(ProxyError::new(
+                        Kind::ClientClosed,
+                        "client closed the connection inside a request head",
+                    ));
+                }
                 Ok(_) => {}
-                Err(err) => return Err(ProxyError::new(Kind::ClientClosed, format!("reading the request head failed: {err}"))),
+                Err(err) => {
+                    return Err(ProxyError::new(
+                        Kind::ClientClosed,
+                        format!("reading the request head failed: {err}"),
+                    ));
+                }
             }
         }
     }
@@ -220,8 +284,14 @@ impl Client {
         let ctx = self.ctx.clone();
         let timeouts = &ctx.config.timeouts;
         self.buffers = None;
-        let Some(stream) = self.stream.as_mut() else { return Ok(None) };
-        let wait = if self.served == 0 { timeouts.client_head } else { timeouts.client_idle };
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        let wait = if self.served == 0 {
+            timeouts.client_head
+        } else {
+            timeouts.client_idle
+        };
         let idle_buf = std::mem::take(&mut self.idle_buf);
         let mut idle_buf = match monoio::time::timeout(wait, stream.read(idle_buf)).await {
             Ok((Ok(n), idle_buf)) if n > 0 => idle_buf,
@@ -231,11 +301,25 @@ impl Client {
         while !contains_head_end(&idle_buf) && idle_buf.len() < idle_buf.capacity() {
             let start = idle_buf.len();
             let capacity = idle_buf.capacity();
-            let read = monoio::time::timeout_at(deadline.into(), stream.read(idle_buf.slice_mut(start..capacity))).await;
+            let read = monoio::time::timeout_at(
+                deadline.into(),
+                stream.read(idle_buf.slice_mut(start..capacity)),
+            )
+            .await;
             idle_buf = match read {
                 Err(_) => return Err(head_timeout(timeouts.client_head)),
-                Ok((Ok(0), _)) => return Err(ProxyError::new(Kind::ClientClosed, "client closed the connection inside a request head")),
-                Ok((Err(err), _)) => return Err(ProxyError::new(Kind::ClientClosed, format!("reading the request head failed: {err}"))),
+                Ok((Ok(0), _)) => {
+                    return Err(ProxyError::new(
+                        Kind::ClientClosed,
+                        "client closed the connection inside a request head",
+                    ));
+                }
+                Ok((Err(err), _)) => {
+                    return Err(ProxyError::new(
+                        Kind::ClientClosed,
+                        format!("reading the request head failed: {err}"),
+                    ));
+                }
                 Ok((Ok(_), slice)) => slice.into_inner(),
             };
         }
@@ -268,7 +352,9 @@ impl Client {
 
     /// Routes the parsed request and runs the exchange; returns what the connection does next.
     async fn handle_request(&mut self) -> Next {
-        let Some(buffers) = self.buffers.as_ref() else { return Next::Close };
+        let Some(buffers) = self.buffers.as_ref() else {
+            return Next::Close;
+        };
         let buf = &buffers.inbound[..];
         let request = &self.request;
         let config = &self.ctx.config;
@@ -281,11 +367,20 @@ impl Client {
         if self.ctx.panic_path.as_deref() == Some(path) {
             panic!("{TEST_PANIC_PATH_ENV} matched the request path");
         }
-        let route = find_route(&config.routes, request.authority(buf), request.method(buf), path);
+        let route = find_route(
+            &config.routes,
+            request.authority(buf),
+            request.method(buf),
+            path,
+        );
         let Some(route) = route else {
             let err = ProxyError::new(
                 Kind::NoRoute,
-                format!("no route matches {} {}", String::from_utf8_lossy(request.method(buf)), shown(request.target.of(buf))),
+                format!(
+                    "no route matches {} {}",
+                    String::from_utf8_lossy(request.method(buf)),
+                    shown(request.target.of(buf))
+                ),
             );
             self.respond_error(&err, None).await;
             return Next::Close;
@@ -295,7 +390,9 @@ impl Client {
             if length > max {
                 let err = ProxyError::new(
                     Kind::BodyTooLarge,
-                    format!("Content-Length {length} is over the limit of {max} bytes; send less or raise limits.max_request_body_bytes"),
+                    format!(
+                        "Content-Length {length} is over the limit of {max} bytes; send less or raise limits.max_request_body_bytes"
+                    ),
                 );
                 self.respond_error(&err, None).await;
                 return Next::Close;
@@ -309,17 +406,28 @@ impl Client {
     async fn exchange(&mut self, group: usize) -> Next {
         let ctx = self.ctx.clone();
         let config = &ctx.config;
-        let (Some(mut buffers), Some(stream)) = (self.buffers.take(), self.stream.take()) else { return Next::Close };
+        let (Some(mut buffers), Some(stream)) = (self.buffers.take(), self.stream.take()) else {
+            return Next::Close;
+        };
         let server_id = ctx.upstreams.borrow_mut().pick(group);
         let server = &config.upstreams[group].servers[server_id.server];
         let request_body = self.request.body.unwrap_or(BodyKind::None);
         let bodiless = matches!(request_body, BodyKind::None | BodyKind::Length(0));
         let retry_allowed = bodiless && self.request.is_idempotent(&buffers.inbound);
 
-        let context = RequestContext { client_ip: self.peer.ip(), upstream_authority: &server.authority };
+        let context = RequestContext {
+            client_ip: self.peer.ip(),
+            upstream_authority: &server.authority,
+        };
         let limit = buffers.upstream.capacity();
         buffers.upstream.clear();
-        if let Err(err) = forward::write_request_head(&mut buffers.upstream, limit, &buffers.inbound, &self.request, &context) {
+        if let Err(err) = forward::write_request_head(
+            &mut buffers.upstream,
+            limit,
+            &buffers.inbound,
+            &self.request,
+            &context,
+        ) {
             self.stream = Some(stream);
             self.buffers = Some(buffers);
             self.respond_error(&err, None).await;
@@ -341,10 +449,22 @@ impl Client {
                     return Next::Close;
                 }
             };
-            let outcome = self.run_exchange(connection, client.take().expect("client stream"), buffers, server.addr, request_head_len).await;
+            let outcome = self
+                .run_exchange(
+                    connection,
+                    client.take().expect("client stream"),
+                    buffers,
+                    server.addr,
+                    request_head_len,
+                )
+                .await;
             match outcome {
                 Exchanged::Done(next) => return next,
-                Exchanged::RetryFresh { stream, buffers: returned, nothing_sent } if attempt == 1 && (nothing_sent || retry_allowed) => {
+                Exchanged::RetryFresh {
+                    stream,
+                    buffers: returned,
+                    nothing_sent,
+                } if attempt == 1 && (nothing_sent || retry_allowed) => {
                     debug!(client = %self.peer, upstream = %server.addr, "pooled upstream connection was closed; retrying on a new one");
                     client = Some(stream);
                     buffers = returned;
@@ -352,14 +472,29 @@ impl Client {
                     // written into it again.
                     buffers.upstream.clear();
                     let limit = buffers.upstream.capacity();
-                    if forward::write_request_head(&mut buffers.upstream, limit, &buffers.inbound, &self.request, &context).is_err() {
+                    if forward::write_request_head(
+                        &mut buffers.upstream,
+                        limit,
+                        &buffers.inbound,
+                        &self.request,
+                        &context,
+                    )
+                    .is_err()
+                    {
                         return Next::Close;
                     }
                 }
-                Exchanged::RetryFresh { stream, buffers: returned, .. } => {
+                Exchanged::RetryFresh {
+                    stream,
+                    buffers: returned,
+                    ..
+                } => {
                     self.stream = Some(stream);
                     self.buffers = Some(returned);
-                    let err = ProxyError::new(Kind::UpstreamClosed, "upstream closed the connection without a response");
+                    let err = ProxyError::new(
+                        Kind::UpstreamClosed,
+                        "upstream closed the connection without a response",
+                    );
                     self.respond_error(&err, Some(server.addr)).await;
                     return Next::Close;
                 }
@@ -367,7 +502,12 @@ impl Client {
         }
     }
 
-    async fn connect(&self, server: upstream::ServerId, addr: SocketAddr, fresh_only: bool) -> Result<UpstreamConnection, ProxyError> {
+    async fn connect(
+        &self,
+        server: upstream::ServerId,
+        addr: SocketAddr,
+        fresh_only: bool,
+    ) -> Result<UpstreamConnection, ProxyError> {
         if !fresh_only {
             if let Some(connection) = self.ctx.upstreams.borrow_mut().take_idle(server) {
                 return Ok(connection);
@@ -387,7 +527,10 @@ impl Client {
     ) -> Exchanged {
         let ctx = self.ctx.clone();
         let timeouts = &ctx.config.timeouts;
-        let Buffers { inbound, upstream: upstream_buf } = buffers;
+        let Buffers {
+            inbound,
+            upstream: upstream_buf,
+        } = buffers;
         let reused = connection.reused;
         let server_id = connection.server;
         let mut upstream_stream = connection.stream;
@@ -401,7 +544,10 @@ impl Client {
             let write = upstream_stream.write(upstream_buf.slice(sent..request_head_len));
             let err = match monoio::time::timeout_at(deadline.into(), write).await {
                 Err(_) => {
-                    let err = ProxyError::new(Kind::UpstreamTimeout, "sending the request head timed out");
+                    let err = ProxyError::new(
+                        Kind::UpstreamTimeout,
+                        "sending the request head timed out",
+                    );
                     return self.fail(stream, inbound, err, upstream_addr).await;
                 }
                 Ok((Ok(n), slice)) if n > 0 => {
@@ -420,10 +566,20 @@ impl Client {
             };
             if reused && sent == 0 {
                 debug!(upstream = %upstream_addr, error = %err, "writing to a pooled upstream connection failed");
-                let buffers = Buffers { inbound, upstream: upstream_buf };
-                return Exchanged::RetryFresh { stream, buffers, nothing_sent: true };
+                let buffers = Buffers {
+                    inbound,
+                    upstream: upstream_buf,
+                };
+                return Exchanged::RetryFresh {
+                    stream,
+                    buffers,
+                    nothing_sent: true,
+                };
             }
-            let err = ProxyError::new(Kind::UpstreamClosed, format!("sending the request failed: {err}"));
+            let err = ProxyError::new(
+                Kind::UpstreamClosed,
+                format!("sending the request failed: {err}"),
+            );
             return self.fail(stream, inbound, err, upstream_addr).await;
         }
 
@@ -431,7 +587,11 @@ impl Client {
         let client_minor = self.request.minor_version;
         let client_keep_alive = self.request.keep_alive;
         let body_source = ctx.source_for(self.request.body.unwrap_or(BodyKind::None));
-        let body_sink = if matches!(self.request.body, Some(BodyKind::Chunked)) { Sink::Chunked } else { Sink::Raw };
+        let body_sink = if matches!(self.request.body, Some(BodyKind::Chunked)) {
+            Sink::Chunked
+        } else {
+            Sink::Raw
+        };
         let head_len = self.request.head_len;
 
         let mut stream = stream;
@@ -453,11 +613,27 @@ impl Client {
         // and goes on streaming while the response body flows back: an upstream may answer
         // early (an error, or a 100 Continue the client waits for).
         let end = {
-            let request_relay = relay::relay(&mut client_read, &mut upstream_write, inbound, head_len, body_source, body_sink, &ctx.pool, request_params);
+            let request_relay = relay::relay(
+                &mut client_read,
+                &mut upstream_write,
+                inbound,
+                head_len,
+                body_source,
+                body_sink,
+                &ctx.pool,
+                request_params,
+            );
             let mut request_relay = pin!(request_relay);
             let mut request_result: Option<Result<Relayed, RelayFailure>> = None;
             let head_result = {
-                let read_head = read_response_head(&mut upstream_read, &mut client_write, upstream_buf, &mut self.response, &mut self.head_out, head_params);
+                let read_head = read_response_head(
+                    &mut upstream_read,
+                    &mut client_write,
+                    upstream_buf,
+                    &mut self.response,
+                    &mut self.head_out,
+                    head_params,
+                );
                 let mut read_head = pin!(read_head);
                 // Biased, so that a request body that is already complete (always the case for a
                 // bodiless request) counts as complete even when the head is ready too.
@@ -474,57 +650,133 @@ impl Client {
                     (None, Some(Err(failure))) if request_failure_is_clients(failure) => {
                         Err(HeadEnd::RequestFailed(request_failure_error(failure, &ctx)))
                     }
-                    (None, _) => match monoio::time::timeout(timeouts.upstream_head, &mut read_head).await {
-                        Ok(head) => head.map_err(HeadEnd::Failed),
-                        Err(_) => Err(HeadEnd::Failed(HeadFailure {
-                            error: ProxyError::new(Kind::UpstreamTimeout, format!(
-                                "no response head within {} ms; check the upstream or raise timeouts.upstream_head_ms",
-                                timeouts.upstream_head.as_millis()
-                            )),
-                            buf: None,
-                            received_any: true,
-                        })),
-                    },
+                    (None, _) => {
+                        match monoio::time::timeout(timeouts.upstream_head, &mut read_head).await {
+                            Ok(head) => head.map_err(HeadEnd::Failed),
+                            Err(_) => Err(HeadEnd::Failed(HeadFailure {
+                                error: ProxyError::new(
+                                    Kind::UpstreamTimeout,
+                                    format!(
+                                        "no response head within {} ms; check the upstream or raise timeouts.upstream_head_ms",
+                                        timeouts.upstream_head.as_millis()
+                                    ),
+                                ),
+                                buf: None,
+                                received_any: true,
+                            })),
+                        }
+                    }
                 }
             };
             match head_result {
-                Err(head_end) => DuplexEnd::NoResponse { head_end, request_result },
+                Err(head_end) => DuplexEnd::NoResponse {
+                    head_end,
+                    request_result,
+                },
                 Ok((upstream_buf, body_start)) => {
                     let request_complete = matches!(request_result, Some(Ok(_)));
                     let response_body = self.response.body.unwrap_or(BodyKind::None);
                     let client_framing = match response_body {
                         BodyKind::None => ClientFraming::None,
                         BodyKind::Length(length) => ClientFraming::Length(length),
-                        BodyKind::Chunked | BodyKind::CloseDelimited if client_minor >= 1 => ClientFraming::Chunked,
+                        BodyKind::Chunked | BodyKind::CloseDelimited if client_minor >= 1 => {
+                            ClientFraming::Chunked
+                        }
                         BodyKind::Chunked | BodyKind::CloseDelimited => ClientFraming::Close,
                     };
                     // If the client is still sending its body, the connection cannot be reused:
                     // say so now, since the head goes out first.
-                    let close_client = !client_keep_alive || client_framing == ClientFraming::Close || !request_complete;
-                    forward::write_response_head(&mut self.head_out, &upstream_buf[..body_start], &self.response, client_framing, close_client, client_minor);
+                    let close_client = !client_keep_alive
+                        || client_framing == ClientFraming::Close
+                        || !request_complete;
+                    forward::write_response_head(
+                        &mut self.head_out,
+                        &upstream_buf[..body_start],
+                        &self.response,
+                        client_framing,
+                        close_client,
+                        client_minor,
+                    );
                     let head_bytes = std::mem::take(&mut self.head_out);
-                    let written = monoio::time::timeout(timeouts.client_write, client_write.write_all(head_bytes)).await;
+                    let written = monoio::time::timeout(
+                        timeouts.client_write,
+                        client_write.write_all(head_bytes),
+                    )
+                    .await;
                     match written {
                         Ok((Ok(_), head_bytes)) => {
                             self.head_out = head_bytes;
-                            let response_sink = if client_framing == ClientFraming::Chunked { Sink::Chunked } else { Sink::Raw };
-                            let response_params = RelayParams { read_timeout: timeouts.upstream_read, write_timeout: timeouts.client_write, max_bytes: u64::MAX };
-                            let response_source = ctx.source_for(response_body);
-                            let response_relay = relay::relay(&mut upstream_read, &mut client_write, upstream_buf, body_start, response_source, response_sink, &ctx.pool, response_params);
-                            let mut response_relay = pin!(response_relay);
-                            let response_result = if request_result.is_none() {
-                                monoio::select! {
-                                    biased;
-                                    done = &mut request_relay => {
-                                        request_result = Some(done);
-                                        response_relay.await
-                                    },
-                                    done = &mut response_relay => done,
-                                }
+                            let response_sink = if client_framing == ClientFraming::Chunked {
+                                Sink::Chunked
                             } else {
-                                response_relay.await
+                                Sink::Raw
                             };
-                            DuplexEnd::Responded { response_result, request_result, close_client }
+                            let response_params = RelayParams {
+                                read_timeout: timeouts.upstream_read,
+                                write_timeout: timeouts.client_write,
+                                max_bytes: u64::MAX,
+                            };
+                            let response_source = ctx.source_for(response_body);
+                            let splice = ctx.config.relay == RelayMode::Splice
+                                && response_sink == Sink::Raw
+                                && matches!(response_source, Source::Length(_) | Source::Close);
+                            let pipe = if splice { ctx.take_pipe() } else { None };
+                            let response_result = {
+                                let response_relay = async {
+                                    match &pipe {
+                                        Some(pipe) => {
+                                            let pipe_bytes = ctx.config.buffers.size_bytes;
+                                            let relayed = relay::splice_relay(
+                                                &mut upstream_read,
+                                                &mut client_write,
+                                                upstream_buf,
+                                                body_start,
+                                                response_source,
+                                                pipe,
+                                                pipe_bytes,
+                                                response_params,
+                                            )
+                                            .await;
+                                            relayed
+                                        }
+                                        None => {
+                                            relay::relay(
+                                                &mut upstream_read,
+                                                &mut client_write,
+                                                upstream_buf,
+                                                body_start,
+                                                response_source,
+                                                response_sink,
+                                                &ctx.pool,
+                                                response_params,
+                                            )
+                                            .await
+                                        }
+                                    }
+                                };
+                                let mut response_relay = pin!(response_relay);
+                                if request_result.is_none() {
+                                    monoio::select! {
+                                        biased;
+                                        done = &mut request_relay => {
+                                            request_result = Some(done);
+                                            response_relay.await
+                                        },
+                                        done = &mut response_relay => done,
+                                    }
+                                } else {
+                                    response_relay.await
+                                }
+                            };
+                            // A pipe is clean again only after a complete transfer.
+                            if let (Some(pipe), Ok(_)) = (pipe, &response_result) {
+                                ctx.return_pipe(pipe);
+                            }
+                            DuplexEnd::Responded {
+                                response_result,
+                                request_result,
+                                close_client,
+                            }
                         }
                         _ => DuplexEnd::ClientGone,
                     }
@@ -537,40 +789,71 @@ impl Client {
                 debug!(client = %self.peer, "client went away before the response head was written");
                 Exchanged::Done(Next::Close)
             }
-            DuplexEnd::NoResponse { head_end: HeadEnd::RequestFailed(err), .. } => {
-                self.fail_without_buffer(Some(stream), err, upstream_addr).await
+            DuplexEnd::NoResponse {
+                head_end: HeadEnd::RequestFailed(err),
+                ..
+            } => {
+                self.fail_without_buffer(Some(stream), err, upstream_addr)
+                    .await
             }
-            DuplexEnd::NoResponse { head_end: HeadEnd::Failed(failure), request_result } => {
+            DuplexEnd::NoResponse {
+                head_end: HeadEnd::Failed(failure),
+                request_result,
+            } => {
                 let stale = !failure.received_any && reused;
                 if let (true, Some(Ok(relayed)), Some(buf)) = (stale, request_result, failure.buf) {
                     if relayed.bytes == 0 {
                         self.pos = relayed.pos;
-                        let buffers = Buffers { inbound: relayed.buf, upstream: buf };
-                        return Exchanged::RetryFresh { stream, buffers, nothing_sent: false };
+                        let buffers = Buffers {
+                            inbound: relayed.buf,
+                            upstream: buf,
+                        };
+                        return Exchanged::RetryFresh {
+                            stream,
+                            buffers,
+                            nothing_sent: false,
+                        };
                     }
                 }
-                self.fail_without_buffer(Some(stream), failure.error, upstream_addr).await
+                self.fail_without_buffer(Some(stream), failure.error, upstream_addr)
+                    .await
             }
-            DuplexEnd::Responded { response_result: Err(failure), .. } => {
+            DuplexEnd::Responded {
+                response_result: Err(failure),
+                ..
+            } => {
                 self.log_response_failure(&failure, upstream_addr);
                 Exchanged::Done(Next::Close)
             }
-            DuplexEnd::Responded { response_result: Ok(relayed), request_result, close_client } => {
+            DuplexEnd::Responded {
+                response_result: Ok(relayed),
+                request_result,
+                close_client,
+            } => {
                 let request_relayed = match request_result {
                     Some(Ok(relayed)) => Some(relayed),
                     _ => None,
                 };
                 // The upstream connection is clean only if both messages ended exactly at their
                 // framing and the upstream did not ask to close.
-                let upstream_clean = self.response.keep_alive && request_relayed.is_some() && relayed.pos == relayed.buf.len();
+                let upstream_clean = self.response.keep_alive
+                    && request_relayed.is_some()
+                    && relayed.pos == relayed.buf.len();
                 if upstream_clean {
-                    ctx.upstreams.borrow_mut().put_idle(UpstreamConnection { stream: upstream_stream, server: server_id, reused: true });
+                    ctx.upstreams.borrow_mut().put_idle(UpstreamConnection {
+                        stream: upstream_stream,
+                        server: server_id,
+                        reused: true,
+                    });
                 }
                 match request_relayed {
                     Some(request) if !close_client => {
                         self.stream = Some(stream);
                         self.pos = request.pos;
-                        self.buffers = Some(Buffers { inbound: request.buf, upstream: relayed.buf });
+                        self.buffers = Some(Buffers {
+                            inbound: request.buf,
+                            upstream: relayed.buf,
+                        });
                         Exchanged::Done(Next::KeepAlive)
                     }
                     _ => Exchanged::Done(Next::Close),
@@ -605,14 +888,25 @@ impl Client {
     }
 
     /// Responds to an error after giving the buffers back, then closes.
-    async fn fail(&mut self, stream: TcpStream, inbound: PoolBuf, err: ProxyError, upstream_addr: SocketAddr) -> Exchanged {
+    async fn fail(
+        &mut self,
+        stream: TcpStream,
+        inbound: PoolBuf,
+        err: ProxyError,
+        upstream_addr: SocketAddr,
+    ) -> Exchanged {
         self.stream = Some(stream);
         drop(inbound);
         self.respond_error(&err, Some(upstream_addr)).await;
         Exchanged::Done(Next::Close)
     }
 
-    async fn fail_without_buffer(&mut self, stream: Option<TcpStream>, err: ProxyError, upstream_addr: SocketAddr) -> Exchanged {
+    async fn fail_without_buffer(
+        &mut self,
+        stream: Option<TcpStream>,
+        err: ProxyError,
+        upstream_addr: SocketAddr,
+    ) -> Exchanged {
         self.stream = stream;
         self.respond_error(&err, Some(upstream_addr)).await;
         Exchanged::Done(Next::Close)
@@ -622,14 +916,31 @@ impl Client {
     /// always closes the connection, since the request may not have been read to its end.
     async fn respond_error(&mut self, err: &ProxyError, upstream: Option<SocketAddr>) {
         log_error(&self.ctx, self.peer, err, upstream);
-        let Some((status, reason)) = err.status() else { return };
-        let Some(mut stream) = self.stream.take() else { return };
-        forward::write_error_response(&mut self.head_out, status, reason, &err.detail, true, self.is_head);
+        let Some((status, reason)) = err.status() else {
+            return;
+        };
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
+        forward::write_error_response(
+            &mut self.head_out,
+            status,
+            reason,
+            &err.detail,
+            true,
+            self.is_head,
+        );
         let response = std::mem::take(&mut self.head_out);
         let write_timeout = self.ctx.config.timeouts.client_write;
-        if let Ok((Ok(_), response)) = monoio::time::timeout(write_timeout, stream.write_all(response)).await {
+        if let Ok((Ok(_), response)) =
+            monoio::time::timeout(write_timeout, stream.write_all(response)).await
+        {
             self.head_out = response;
-            linger(&mut stream, self.buffers.take().map(|buffers| buffers.inbound)).await;
+            linger(
+                &mut stream,
+                self.buffers.take().map(|buffers| buffers.inbound),
+            )
+            .await;
         }
         self.buffers = None;
     }
@@ -638,7 +949,10 @@ impl Client {
 fn head_timeout(limit: Duration) -> ProxyError {
     ProxyError::new(
         Kind::ClientTimeout,
-        format!("request head not received within {} ms; raise timeouts.client_head_ms for slow clients", limit.as_millis()),
+        format!(
+            "request head not received within {} ms; raise timeouts.client_head_ms for slow clients",
+            limit.as_millis()
+        ),
     )
 }
 
@@ -670,7 +984,9 @@ async fn linger(stream: &mut TcpStream, buf: Option<PoolBuf>) {
     while discarded < LINGER_MAX_BYTES {
         buf.clear();
         let capacity = buf.capacity();
-        match monoio::time::timeout_at(deadline.into(), stream.read(buf.slice_mut(0..capacity))).await {
+        match monoio::time::timeout_at(deadline.into(), stream.read(buf.slice_mut(0..capacity)))
+            .await
+        {
             Ok((Ok(n), slice)) if n > 0 => {
                 discarded += n;
                 buf = slice.into_inner();
@@ -680,14 +996,21 @@ async fn linger(stream: &mut TcpStream, buf: Option<PoolBuf>) {
     }
 }
 
-fn log_error(ctx: &WorkerContext, client: SocketAddr, err: &ProxyError, upstream: Option<SocketAddr>) {
+fn log_error(
+    ctx: &WorkerContext,
+    client: SocketAddr,
+    err: &ProxyError,
+    upstream: Option<SocketAddr>,
+) {
     let status = err.status().map_or(0, |(status, _)| status);
     match (err.side, err.kind) {
         (_, Kind::ClientClosed | Kind::NoRoute) => {
             debug!(worker = ctx.id, client = %client, status, "{err}");
         }
         (Side::Upstream, _) => match upstream {
-            Some(upstream) => warn!(worker = ctx.id, client = %client, upstream = %upstream, status, "{err}"),
+            Some(upstream) => {
+                warn!(worker = ctx.id, client = %client, upstream = %upstream, status, "{err}")
+            }
             None => warn!(worker = ctx.id, client = %client, status, "{err}"),
         },
         _ => info!(worker = ctx.id, client = %client, status, "{err}"),
@@ -697,35 +1020,60 @@ fn log_error(ctx: &WorkerContext, client: SocketAddr, err: &ProxyError, upstream
 /// Returns whether a request-body relay failed because of the client (then the client gets the error)
 /// or because of the upstream (then the upstream may still have sent a response worth relaying).
 fn request_failure_is_clients(failure: &RelayFailure) -> bool {
-    !matches!(failure, RelayFailure::SinkError(_) | RelayFailure::SinkTimeout)
+    !matches!(
+        failure,
+        RelayFailure::SinkError(_) | RelayFailure::SinkTimeout
+    )
 }
 
 fn request_failure_error(failure: &RelayFailure, ctx: &WorkerContext) -> ProxyError {
     let timeouts = &ctx.config.timeouts;
     match failure {
-        RelayFailure::SourceClosed => ProxyError::new(Kind::ClientClosed, "client closed the connection inside the request body"),
-        RelayFailure::SourceError(err) => ProxyError::new(Kind::ClientClosed, format!("reading the request body failed: {err}")),
-        RelayFailure::SourceTimeout => ProxyError::new(Kind::ClientTimeout, format!(
-            "no request body bytes within {} ms; raise timeouts.client_body_read_ms for slow clients",
-            timeouts.client_body_read.as_millis()
-        )),
-        RelayFailure::SourceInvalid(err) => ProxyError::bad_request(format!("invalid chunked request body: {err}")),
-        RelayFailure::TooLarge => ProxyError::new(Kind::BodyTooLarge, format!(
-            "request body larger than {} bytes; send less or raise limits.max_request_body_bytes",
-            ctx.config.limits.max_request_body_bytes
-        )),
-        RelayFailure::SinkError(err) => ProxyError::new(Kind::UpstreamClosed, format!("sending the request body failed: {err}")),
-        RelayFailure::SinkTimeout => ProxyError::new(Kind::UpstreamTimeout, "upstream stopped reading the request body"),
+        RelayFailure::SourceClosed => ProxyError::new(
+            Kind::ClientClosed,
+            "client closed the connection inside the request body",
+        ),
+        RelayFailure::SourceError(err) => ProxyError::new(
+            Kind::ClientClosed,
+            format!("reading the request body failed: {err}"),
+        ),
+        RelayFailure::SourceTimeout => ProxyError::new(
+            Kind::ClientTimeout,
+            format!(
+                "no request body bytes within {} ms; raise timeouts.client_body_read_ms for slow clients",
+                timeouts.client_body_read.as_millis()
+            ),
+        ),
+        RelayFailure::SourceInvalid(err) => {
+            ProxyError::bad_request(format!("invalid chunked request body: {err}"))
+        }
+        RelayFailure::TooLarge => ProxyError::new(
+            Kind::BodyTooLarge,
+            format!(
+                "request body larger than {} bytes; send less or raise limits.max_request_body_bytes",
+                ctx.config.limits.max_request_body_bytes
+            ),
+        ),
+        RelayFailure::SinkError(err) => ProxyError::new(
+            Kind::UpstreamClosed,
+            format!("sending the request body failed: {err}"),
+        ),
+        RelayFailure::SinkTimeout => ProxyError::new(
+            Kind::UpstreamTimeout,
+            "upstream stopped reading the request body",
+        ),
     }
 }
-
 
 /// The outcome of the concurrent part of an exchange.
 enum DuplexEnd {
     /// The client closed before the response head reached it.
     ClientGone,
     /// No final response head was relayed.
-    NoResponse { head_end: HeadEnd, request_result: Option<Result<Relayed, RelayFailure>> },
+    NoResponse {
+        head_end: HeadEnd,
+        request_result: Option<Result<Relayed, RelayFailure>>,
+    },
     /// The response head was relayed; the body relay ended with `response_result`.
     Responded {
         response_result: Result<Relayed, RelayFailure>,
@@ -785,9 +1133,16 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
     let mut received_any = false;
     loop {
         if !buf.is_empty() {
-            let parsed = head::parse_response(&buf, params.limits, params.request_was_head, response);
+            let parsed =
+                head::parse_response(&buf, params.limits, params.request_was_head, response);
             match parsed {
-                Err(error) => return Err(HeadFailure { error, buf: Some(buf), received_any: true }),
+                Err(error) => {
+                    return Err(HeadFailure {
+                        error,
+                        buf: Some(buf),
+                        received_any: true,
+                    });
+                }
                 Ok(false) => {}
                 Ok(true) if response.status >= 200 => {
                     let body_start = response.head_len;
@@ -795,19 +1150,35 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
                 }
                 Ok(true) => {
                     if response.status == 101 {
-                        let error = ProxyError::invalid_response("101 Switching Protocols without an upgrade request");
-                        return Err(HeadFailure { error, buf: Some(buf), received_any: true });
+                        let error = ProxyError::invalid_response(
+                            "101 Switching Protocols without an upgrade request",
+                        );
+                        return Err(HeadFailure {
+                            error,
+                            buf: Some(buf),
+                            received_any: true,
+                        });
                     }
                     // A repeated 100 Continue means nothing to the client, so only the first goes on.
-                    let forward = params.client_minor >= 1 && (response.status != 100 || !std::mem::replace(&mut sent_continue, true));
+                    let forward = params.client_minor >= 1
+                        && (response.status != 100 || !std::mem::replace(&mut sent_continue, true));
                     if forward {
                         forward::write_interim_head(head_out, &buf, response);
                         let bytes = std::mem::take(head_out);
-                        match monoio::time::timeout(params.write_timeout, client.write_all(bytes)).await {
+                        match monoio::time::timeout(params.write_timeout, client.write_all(bytes))
+                            .await
+                        {
                             Ok((Ok(_), bytes)) => *head_out = bytes,
                             _ => {
-                                let error = ProxyError::new(Kind::ClientClosed, "client went away while an interim response was written");
-                                return Err(HeadFailure { error, buf: Some(buf), received_any: true });
+                                let error = ProxyError::new(
+                                    Kind::ClientClosed,
+                                    "client went away while an interim response was written",
+                                );
+                                return Err(HeadFailure {
+                                    error,
+                                    buf: Some(buf),
+                                    received_any: true,
+                                });
                             }
                         }
                     }
@@ -822,24 +1193,47 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
         let start = buf.len();
         let window_end = buf.capacity() - TAILROOM;
         if start >= window_end {
-            let error = ProxyError::invalid_response("response head does not fit in one buffer; raise buffers.size_bytes");
-            return Err(HeadFailure { error, buf: Some(buf), received_any: true });
+            let error = ProxyError::invalid_response(
+                "response head does not fit in one buffer; raise buffers.size_bytes",
+            );
+            return Err(HeadFailure {
+                error,
+                buf: Some(buf),
+                received_any: true,
+            });
         }
         let (result, slice) = upstream.read(buf.slice_mut(start..window_end)).await;
         buf = slice.into_inner();
         match result {
             Ok(0) => {
                 let error = if received_any {
-                    ProxyError::new(Kind::UpstreamClosed, "upstream closed the connection inside the response head")
+                    ProxyError::new(
+                        Kind::UpstreamClosed,
+                        "upstream closed the connection inside the response head",
+                    )
                 } else {
-                    ProxyError::new(Kind::UpstreamClosed, "upstream closed the connection without a response")
+                    ProxyError::new(
+                        Kind::UpstreamClosed,
+                        "upstream closed the connection without a response",
+                    )
                 };
-                return Err(HeadFailure { error, buf: Some(buf), received_any });
+                return Err(HeadFailure {
+                    error,
+                    buf: Some(buf),
+                    received_any,
+                });
             }
             Ok(_) => received_any = true,
             Err(err) => {
-                let error = ProxyError::new(Kind::UpstreamClosed, format!("reading the response head failed: {err}"));
-                return Err(HeadFailure { error, buf: Some(buf), received_any });
+                let error = ProxyError::new(
+                    Kind::UpstreamClosed,
+                    format!("reading the response head failed: {err}"),
+                );
+                return Err(HeadFailure {
+                    error,
+                    buf: Some(buf),
+                    received_any,
+                });
             }
         }
     }

@@ -19,7 +19,11 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::buffer::{BufferPool, PoolBuf};
-use crate::http::body::{ChunkedDecoder, ChunkedError, LAST_CHUNK, LengthDecoder, MAX_CHUNK_HEADER_BYTES, encode_chunk_header};
+use crate::http::body::{
+    ChunkedDecoder, ChunkedError, LAST_CHUNK, LengthDecoder, MAX_CHUNK_HEADER_BYTES,
+    encode_chunk_header,
+};
+use crate::sys::{Pipe, StreamReader, StreamWriter, splice_nonblocking};
 
 /// Bytes kept free in front of every read, room for the longest chunk-size line ringway writes
 /// for a piece of at most 16 MiB (the largest allowed buffer): six hex digits and CRLF.
@@ -106,19 +110,25 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     let mut spare: Option<PoolBuf> = None;
     let mut total: u64 = 0;
     loop {
-        let piece = frame_piece(&mut buf, pos, &mut source, sink).map_err(RelayFailure::SourceInvalid)?;
+        let piece =
+            frame_piece(&mut buf, pos, &mut source, sink).map_err(RelayFailure::SourceInvalid)?;
         total = total.saturating_add(piece.data_bytes);
         if total > params.max_bytes {
             return Err(RelayFailure::TooLarge);
         }
         if piece.done {
             if piece.end > piece.start {
-                buf = write_range(writer, buf, piece.start, piece.end, params.write_timeout).await?;
+                buf =
+                    write_range(writer, buf, piece.start, piece.end, params.write_timeout).await?;
             }
             if piece.last_chunk_separate {
                 write_static(writer, LAST_CHUNK, params.write_timeout).await?;
             }
-            return Ok(Relayed { buf, pos: piece.consumed_end, bytes: total });
+            return Ok(Relayed {
+                buf,
+                pos: piece.consumed_end,
+                bytes: total,
+            });
         }
         if spare.is_none() && piece.end > piece.start {
             spare = pool.try_acquire();
@@ -126,14 +136,16 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         let read_result = match spare.take() {
             Some(next) if piece.end > piece.start => {
                 let (written, read) =
-                    write_while_reading(writer, buf, piece.start, piece.end, reader, next, params).await?;
+                    write_while_reading(writer, buf, piece.start, piece.end, reader, next, params)
+                        .await?;
                 spare = Some(written);
                 read
             }
             other => {
                 spare = other;
                 if piece.end > piece.start {
-                    buf = write_range(writer, buf, piece.start, piece.end, params.write_timeout).await?;
+                    buf = write_range(writer, buf, piece.start, piece.end, params.write_timeout)
+                        .await?;
                 }
                 read_piece(reader, buf, params.read_timeout).await?
             }
@@ -162,11 +174,20 @@ async fn finish_at_eof<W: AsyncWriteRent>(
     if sink == Sink::Chunked {
         write_static(writer, LAST_CHUNK, params.write_timeout).await?;
     }
-    Ok(Relayed { pos: buf.len(), buf, bytes: total })
+    Ok(Relayed {
+        pos: buf.len(),
+        buf,
+        bytes: total,
+    })
 }
 
 /// Frames the pending bytes `buf[pos..]` as one piece of output, decoding chunked input in place.
-fn frame_piece(buf: &mut PoolBuf, pos: usize, source: &mut Source, sink: Sink) -> Result<Piece, ChunkedError> {
+fn frame_piece(
+    buf: &mut PoolBuf,
+    pos: usize,
+    source: &mut Source,
+    sink: Sink,
+) -> Result<Piece, ChunkedError> {
     let len = buf.len();
     let (data_start, data_end, consumed_end, done) = match source {
         Source::Length(decoder) => {
@@ -181,7 +202,14 @@ fn frame_piece(buf: &mut PoolBuf, pos: usize, source: &mut Source, sink: Sink) -
     };
     let data_bytes = (data_end - data_start) as u64;
     if sink == Sink::Raw {
-        return Ok(Piece { start: data_start, end: data_end, consumed_end, data_bytes, done, last_chunk_separate: false });
+        return Ok(Piece {
+            start: data_start,
+            end: data_end,
+            consumed_end,
+            data_bytes,
+            done,
+            last_chunk_separate: false,
+        });
     }
     let mut start = data_start;
     let mut end = data_end;
@@ -189,7 +217,10 @@ fn frame_piece(buf: &mut PoolBuf, pos: usize, source: &mut Source, sink: Sink) -
         let mut header = [0u8; MAX_CHUNK_HEADER_BYTES];
         let header_len = encode_chunk_header(data_bytes, &mut header);
         // Bytes in front of `pos` are either the read headroom or a head already forwarded.
-        assert!(data_start >= header_len, "no room for a chunk header in front of the data");
+        assert!(
+            data_start >= header_len,
+            "no room for a chunk header in front of the data"
+        );
         start = data_start - header_len;
         buf[start..data_start].copy_from_slice(&header[..header_len]);
         write_at(buf, end, b"\r\n");
@@ -197,7 +228,11 @@ fn frame_piece(buf: &mut PoolBuf, pos: usize, source: &mut Source, sink: Sink) -
     }
     // Behind the output, bytes up to `consumed_end` are spent framing, and when the body used
     // every pending byte the tail room is free too; bytes after the body must stay intact.
-    let free_until = if consumed_end == len { buf.capacity() } else { consumed_end };
+    let free_until = if consumed_end == len {
+        buf.capacity()
+    } else {
+        consumed_end
+    };
     let mut last_chunk_separate = false;
     if done {
         if end + LAST_CHUNK.len() <= free_until {
@@ -207,14 +242,24 @@ fn frame_piece(buf: &mut PoolBuf, pos: usize, source: &mut Source, sink: Sink) -
             last_chunk_separate = true;
         }
     }
-    Ok(Piece { start, end, consumed_end, data_bytes, done, last_chunk_separate })
+    Ok(Piece {
+        start,
+        end,
+        consumed_end,
+        data_bytes,
+        done,
+        last_chunk_separate,
+    })
 }
 
 /// Writes `bytes` at `at`, growing the length if needed; `at + bytes.len()` stays within the
 /// capacity by the headroom and tailroom rules.
 fn write_at(buf: &mut PoolBuf, at: usize, bytes: &[u8]) {
     let end = at + bytes.len();
-    assert!(end <= buf.capacity(), "framing bytes past the buffer capacity");
+    assert!(
+        end <= buf.capacity(),
+        "framing bytes past the buffer capacity"
+    );
     if buf.len() < end {
         buf.resize(end, 0);
     }
@@ -228,7 +273,11 @@ fn read_window(buf: &mut PoolBuf) -> (usize, usize) {
     (HEADROOM, buf.capacity() - TAILROOM)
 }
 
-async fn read_piece<R: AsyncReadRent>(reader: &mut R, mut buf: PoolBuf, limit: Duration) -> Result<(usize, PoolBuf), RelayFailure> {
+async fn read_piece<R: AsyncReadRent>(
+    reader: &mut R,
+    mut buf: PoolBuf,
+    limit: Duration,
+) -> Result<(usize, PoolBuf), RelayFailure> {
     let (start, end) = read_window(&mut buf);
     match monoio::time::timeout(limit, reader.read(buf.slice_mut(start..end))).await {
         Err(_) => Err(RelayFailure::SourceTimeout),
@@ -237,7 +286,13 @@ async fn read_piece<R: AsyncReadRent>(reader: &mut R, mut buf: PoolBuf, limit: D
     }
 }
 
-async fn write_range<W: AsyncWriteRent>(writer: &mut W, buf: PoolBuf, start: usize, end: usize, limit: Duration) -> Result<PoolBuf, RelayFailure> {
+async fn write_range<W: AsyncWriteRent>(
+    writer: &mut W,
+    buf: PoolBuf,
+    start: usize,
+    end: usize,
+    limit: Duration,
+) -> Result<PoolBuf, RelayFailure> {
     match monoio::time::timeout(limit, writer.write_all(buf.slice(start..end))).await {
         Err(_) => Err(RelayFailure::SinkTimeout),
         Ok((Err(err), _)) => Err(RelayFailure::SinkError(err)),
@@ -245,7 +300,11 @@ async fn write_range<W: AsyncWriteRent>(writer: &mut W, buf: PoolBuf, start: usi
     }
 }
 
-async fn write_static<W: AsyncWriteRent>(writer: &mut W, bytes: &'static [u8], limit: Duration) -> Result<(), RelayFailure> {
+async fn write_static<W: AsyncWriteRent>(
+    writer: &mut W,
+    bytes: &'static [u8],
+    limit: Duration,
+) -> Result<(), RelayFailure> {
     match monoio::time::timeout(limit, writer.write_all(bytes)).await {
         Err(_) => Err(RelayFailure::SinkTimeout),
         Ok((Err(err), _)) => Err(RelayFailure::SinkError(err)),
@@ -267,7 +326,14 @@ async fn write_while_reading<R: AsyncReadRent, W: AsyncWriteRent>(
     params: RelayParams,
 ) -> Result<(PoolBuf, (usize, PoolBuf)), RelayFailure> {
     let write = pin!(write_range(writer, buf, start, end, params.write_timeout));
-    let read = pin!(read_piece(reader, { read_window(&mut next); next }, params.read_timeout));
+    let read = pin!(read_piece(
+        reader,
+        {
+            read_window(&mut next);
+            next
+        },
+        params.read_timeout
+    ));
     both_or_first_error(write, read).await
 }
 
@@ -290,4 +356,105 @@ where
             Ok((first.await?, b))
         },
     }
+}
+
+/// Relays a body framed by Content-Length or by the sender's close with splice(2): bytes move
+/// from `reader`'s socket through `pipe` to `writer`'s socket inside the kernel. The bytes
+/// already in `buf[pos..]` go first, with a plain write.
+///
+/// Each splice is tried at once and waits for readiness only when it would block, so a busy
+/// transfer costs one system call per direction per pipe-full. (io_uring's own splice would hold
+/// a kernel worker thread for every splice that waits.) Only `Source::Length` and `Source::Close`
+/// are accepted; chunked bodies are re-encoded and take `relay`.
+pub async fn splice_relay(
+    reader: &mut StreamReader<'_>,
+    writer: &mut StreamWriter<'_>,
+    mut buf: PoolBuf,
+    pos: usize,
+    mut source: Source,
+    pipe: &Pipe,
+    pipe_bytes: usize,
+    params: RelayParams,
+) -> Result<Relayed, RelayFailure> {
+    let piece =
+        frame_piece(&mut buf, pos, &mut source, Sink::Raw).map_err(RelayFailure::SourceInvalid)?;
+    let mut total = piece.data_bytes;
+    if piece.end > piece.start {
+        buf = write_range(writer, buf, piece.start, piece.end, params.write_timeout).await?;
+    }
+    if piece.done {
+        return Ok(Relayed {
+            buf,
+            pos: piece.consumed_end,
+            bytes: total,
+        });
+    }
+    let len = buf.len();
+    loop {
+        let want = match &source {
+            Source::Length(decoder) => decoder.remaining().min(pipe_bytes as u64) as usize,
+            _ => pipe_bytes,
+        };
+        if want == 0 {
+            return Ok(Relayed {
+                buf,
+                pos: len,
+                bytes: total,
+            });
+        }
+        let moved = loop {
+            match splice_nonblocking(reader.raw_fd(), pipe.write_fd(), want) {
+                Ok(moved) => break moved,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    match monoio::time::timeout(params.read_timeout, reader.readable()).await {
+                        Err(_) => return Err(RelayFailure::SourceTimeout),
+                        Ok(Err(err)) => return Err(RelayFailure::SourceError(err)),
+                        Ok(Ok(())) => {}
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(RelayFailure::SourceError(err)),
+            }
+        };
+        if moved == 0 {
+            return match source {
+                Source::Close => Ok(Relayed {
+                    buf,
+                    pos: len,
+                    bytes: total,
+                }),
+                _ => Err(RelayFailure::SourceClosed),
+            };
+        }
+        drain_pipe(pipe, writer, moved, params.write_timeout).await?;
+        total += moved as u64;
+        if let Source::Length(decoder) = &mut source {
+            decoder.take(moved);
+        }
+    }
+}
+
+/// Writes `len` bytes that sit in `pipe` to `writer`'s socket.
+async fn drain_pipe(
+    pipe: &Pipe,
+    writer: &StreamWriter<'_>,
+    mut len: usize,
+    limit: Duration,
+) -> Result<(), RelayFailure> {
+    while len > 0 {
+        match splice_nonblocking(pipe.read_fd(), writer.raw_fd(), len) {
+            Ok(0) => return Err(RelayFailure::SinkError(io::ErrorKind::WriteZero.into())),
+            Ok(moved) => len -= moved,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                match monoio::time::timeout(limit, writer.writable()).await {
+                    Err(_) => return Err(RelayFailure::SinkTimeout),
+                    Ok(Err(err)) => return Err(RelayFailure::SinkError(err)),
+                    Ok(Ok(())) => {}
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(RelayFailure::SinkError(err)),
+        }
+    }
+    Ok(())
 }

@@ -9,7 +9,12 @@ use crate::config::Route;
 /// port, which is ignored; hosts compare case-insensitively (RFC 3986 section 3.2.2). Methods
 /// compare case-sensitively (RFC 9110 section 9.1). The path prefix compares byte for byte on the
 /// target as received, so percent-encoded bytes are not decoded before matching.
-pub fn find_route(routes: &[Route], authority: Option<&[u8]>, method: &[u8], path: &[u8]) -> Option<usize> {
+pub fn find_route(
+    routes: &[Route],
+    authority: Option<&[u8]>,
+    method: &[u8],
+    path: &[u8],
+) -> Option<usize> {
     let host = authority.map(host_without_port);
     routes.iter().position(|route| {
         let host_ok = match (&route.host, host) {
@@ -17,7 +22,10 @@ pub fn find_route(routes: &[Route], authority: Option<&[u8]>, method: &[u8], pat
             (Some(expected), Some(host)) => host.eq_ignore_ascii_case(expected.as_bytes()),
             (Some(_), None) => false,
         };
-        let method_ok = route.methods.as_ref().is_none_or(|methods| methods.iter().any(|m| m.as_bytes() == method));
+        let method_ok = route
+            .methods
+            .as_ref()
+            .is_none_or(|methods| methods.iter().any(|m| m.as_bytes() == method));
         host_ok && method_ok && path.starts_with(route.path_prefix.as_bytes())
     })
 }
@@ -40,7 +48,12 @@ pub fn host_without_port(authority: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn route(path_prefix: &str, host: Option<&str>, methods: Option<&[&str]>, upstream: usize) -> Route {
+    fn route(
+        path_prefix: &str,
+        host: Option<&str>,
+        methods: Option<&[&str]>,
+        upstream: usize,
+    ) -> Route {
         Route {
             path_prefix: path_prefix.to_string(),
             host: host.map(str::to_string),
@@ -65,7 +78,10 @@ mod tests {
     #[test]
     fn host_match_ignores_case_and_port() {
         let routes = [route("/", Some("api.example.test"), None, 0)];
-        assert_eq!(find_route(&routes, Some(b"API.Example.TEST:8080"), b"GET", b"/"), Some(0));
+        assert_eq!(
+            find_route(&routes, Some(b"API.Example.TEST:8080"), b"GET", b"/"),
+            Some(0)
+        );
         assert_eq!(find_route(&routes, Some(b"other.test"), b"GET", b"/"), None);
         assert_eq!(find_route(&routes, None, b"GET", b"/"), None);
     }

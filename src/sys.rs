@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 
 use monoio::BufResult;
@@ -56,7 +56,12 @@ pub fn idle_connection_unusable(fd: RawFd) -> bool {
     // SAFETY: `fd` is an open socket owned by the caller for the duration of the call, and the
     // buffer is one valid, writable byte.
     let n = unsafe {
-        libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
     };
     if n < 0 {
         let err = io::Error::last_os_error();
@@ -118,7 +123,10 @@ pub fn signal_name(signal: i32) -> &'static str {
 /// the usual soft limit of 1024 would cap a worker at a few hundred clients. Returns the
 /// (old, new) soft limits.
 pub fn raise_open_file_limit() -> io::Result<(u64, u64)> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
@@ -151,7 +159,16 @@ pub struct StreamWriter<'a> {
 /// keeps the request path free of per-request allocations.
 pub fn split_stream(stream: &mut TcpStream) -> (StreamReader<'_>, StreamWriter<'_>) {
     let stream = NonNull::from(stream);
-    (StreamReader { stream, _borrow: PhantomData }, StreamWriter { stream, _borrow: PhantomData })
+    (
+        StreamReader {
+            stream,
+            _borrow: PhantomData,
+        },
+        StreamWriter {
+            stream,
+            _borrow: PhantomData,
+        },
+    )
 }
 
 impl AsyncReadRent for StreamReader<'_> {
@@ -188,5 +205,85 @@ impl AsyncWriteRent for StreamWriter<'_> {
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
         // SAFETY: as in `StreamReader::read`, with the roles swapped.
         unsafe { (*self.stream.as_ptr()).shutdown() }
+    }
+}
+
+impl StreamReader<'_> {
+    pub fn raw_fd(&self) -> RawFd {
+        // SAFETY: see `StreamReader::read`; only the descriptor number is read.
+        unsafe { (*self.stream.as_ptr()).as_raw_fd() }
+    }
+
+    /// Waits until the stream has bytes to read (or an end of stream or error to report).
+    pub async fn readable(&self) -> io::Result<()> {
+        // SAFETY: see `StreamReader::read`; a readiness wait only uses the shared descriptor.
+        unsafe { (*self.stream.as_ptr()).readable(false).await }
+    }
+}
+
+impl StreamWriter<'_> {
+    pub fn raw_fd(&self) -> RawFd {
+        // SAFETY: see `StreamReader::read`; only the descriptor number is read.
+        unsafe { (*self.stream.as_ptr()).as_raw_fd() }
+    }
+
+    /// Waits until the stream can take more bytes.
+    pub async fn writable(&self) -> io::Result<()> {
+        // SAFETY: see `StreamReader::read`; a readiness wait only uses the shared descriptor.
+        unsafe { (*self.stream.as_ptr()).writable(false).await }
+    }
+}
+
+/// A non-blocking pipe for splice(2).
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    /// Creates a pipe and asks the kernel for a buffer of `size` bytes (it may round up, or keep
+    /// its default of 64 KiB where `fs.pipe-max-size` is lower).
+    pub fn new(size: usize) -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two descriptors for pipe2 to fill.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: F_SETPIPE_SZ takes an int argument on an open pipe descriptor. A failure
+        // leaves the default size, which works too.
+        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+        Ok(Pipe { read, write })
+    }
+
+    pub fn read_fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    pub fn write_fd(&self) -> RawFd {
+        self.write.as_raw_fd()
+    }
+}
+
+/// Moves up to `len` bytes from `from` to `to` with splice(2), one of which must be a pipe,
+/// without blocking: `WouldBlock` means the caller waits for readiness and tries again.
+pub fn splice_nonblocking(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the duration of the call and the offsets are null,
+    // as splice requires for sockets and pipes.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }

@@ -59,7 +59,10 @@ impl Upstreams {
                 idle: upstream.servers.iter().map(|_| Vec::new()).collect(),
             })
             .collect();
-        Upstreams { groups, idle_timeout: config.timeouts.upstream_idle }
+        Upstreams {
+            groups,
+            idle_timeout: config.timeouts.upstream_idle,
+        }
     }
 
     /// Picks the next server of a group in round-robin order.
@@ -81,7 +84,11 @@ impl Upstreams {
             if idle_connection_unusable(candidate.stream.as_raw_fd()) {
                 continue;
             }
-            return Some(UpstreamConnection { stream: candidate.stream, server, reused: true });
+            return Some(UpstreamConnection {
+                stream: candidate.stream,
+                server,
+                reused: true,
+            });
         }
         None
     }
@@ -91,7 +98,10 @@ impl Upstreams {
         let group = &mut self.groups[connection.server.group];
         let idle = &mut group.idle[connection.server.server];
         if idle.len() < group.max_idle {
-            idle.push(IdleConnection { stream: connection.stream, since: Instant::now() });
+            idle.push(IdleConnection {
+                stream: connection.stream,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -111,22 +121,40 @@ impl Upstreams {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.groups.iter().flat_map(|group| group.idle.iter()).map(Vec::len).sum()
+        self.groups
+            .iter()
+            .flat_map(|group| group.idle.iter())
+            .map(Vec::len)
+            .sum()
     }
 }
 
 /// Opens a new connection to `addr` within `limit`, with Nagle's algorithm off so that small
 /// heads and chunks leave at once.
-pub async fn connect(addr: SocketAddr, server: ServerId, limit: Duration) -> Result<UpstreamConnection, ProxyError> {
+pub async fn connect(
+    addr: SocketAddr,
+    server: ServerId,
+    limit: Duration,
+) -> Result<UpstreamConnection, ProxyError> {
     match monoio::time::timeout(limit, TcpStream::connect_addr(addr)).await {
         Err(_) => Err(ProxyError::new(
             Kind::ConnectTimeout,
-            format!("connecting to {addr} timed out after {} ms; check the server or raise timeouts.connect_ms", limit.as_millis()),
+            format!(
+                "connecting to {addr} timed out after {} ms; check the server or raise timeouts.connect_ms",
+                limit.as_millis()
+            ),
         )),
-        Ok(Err(err)) => Err(ProxyError::new(Kind::ConnectFailed, format!("connecting to {addr} failed: {err}"))),
+        Ok(Err(err)) => Err(ProxyError::new(
+            Kind::ConnectFailed,
+            format!("connecting to {addr} failed: {err}"),
+        )),
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            Ok(UpstreamConnection { stream, server, reused: false })
+            Ok(UpstreamConnection {
+                stream,
+                server,
+                reused: false,
+            })
         }
     }
 }

@@ -17,8 +17,8 @@ use monoio::net::{ListenerOpts, TcpListener};
 use tracing::{debug, error, info, warn};
 
 use crate::buffer::BufferPool;
-use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::config::{Config, Driver};
+use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::proxy::{TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
 use crate::upstream::Upstreams;
 
@@ -93,7 +93,11 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
         match ready_rx.recv() {
             Ok(Ok(bound)) => listen = bound,
             Ok(Err(err)) => return Err(err),
-            Err(_) => return Err(io::Error::other(format!("worker {worker} exited during start-up"))),
+            Err(_) => {
+                return Err(io::Error::other(format!(
+                    "worker {worker} exited during start-up"
+                )));
+            }
         }
         threads.push(thread);
     }
@@ -108,20 +112,44 @@ fn run_worker(
     addresses: Vec<SocketAddr>,
     ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
 ) {
-    let pinned = core.is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+    let pinned =
+        core.is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
     let result = match driver {
         DriverKind::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .with_entries(RING_ENTRIES)
             .enable_timer()
             .build()
-            .map(|mut runtime| runtime.block_on(worker_main(worker, core, pinned, driver, config, addresses, ready.clone()))),
+            .map(|mut runtime| {
+                runtime.block_on(worker_main(
+                    worker,
+                    core,
+                    pinned,
+                    driver,
+                    config,
+                    addresses,
+                    ready.clone(),
+                ))
+            }),
         DriverKind::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
-            .map(|mut runtime| runtime.block_on(worker_main(worker, core, pinned, driver, config, addresses, ready.clone()))),
+            .map(|mut runtime| {
+                runtime.block_on(worker_main(
+                    worker,
+                    core,
+                    pinned,
+                    driver,
+                    config,
+                    addresses,
+                    ready.clone(),
+                ))
+            }),
     };
     if let Err(err) = result {
-        let _ = ready.send(Err(io::Error::other(format!("worker {worker}: building the {} runtime failed: {err}", driver.name()))));
+        let _ = ready.send(Err(io::Error::other(format!(
+            "worker {worker}: building the {} runtime failed: {err}",
+            driver.name()
+        ))));
     }
 }
 
@@ -137,7 +165,10 @@ async fn worker_main(
     let mut listeners = Vec::with_capacity(addresses.len());
     let mut bound = Vec::with_capacity(addresses.len());
     for addr in &addresses {
-        let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(LISTEN_BACKLOG as i32);
+        let opts = ListenerOpts::new()
+            .reuse_port(true)
+            .reuse_addr(true)
+            .backlog(LISTEN_BACKLOG as i32);
         match TcpListener::bind_with_config(addr, &opts) {
             Ok(listener) => {
                 let local = listener.local_addr().unwrap_or(*addr);
@@ -160,6 +191,7 @@ async fn worker_main(
         upstreams: RefCell::new(Upstreams::new(&config)),
         connections: Cell::new(0),
         pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
+        pipes: RefCell::new(Vec::new()),
         config,
     });
     let core_text = match (core, pinned) {
@@ -168,7 +200,12 @@ async fn worker_main(
         (None, _) => "no core".to_string(),
     };
     for addr in &bound {
-        info!(worker, driver = driver.name(), "listening on {addr} ({core_text}, driver {})", driver.name());
+        info!(
+            worker,
+            driver = driver.name(),
+            "listening on {addr} ({core_text}, driver {})",
+            driver.name()
+        );
     }
     let _ = ready.send(Ok(bound));
 

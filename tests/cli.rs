@@ -26,7 +26,8 @@ fn write_temp(contents: &str) -> PathBuf {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let mut file = std::fs::File::create(&path).expect("create temp config");
-    file.write_all(contents.as_bytes()).expect("write temp config");
+    file.write_all(contents.as_bytes())
+        .expect("write temp config");
     path
 }
 
@@ -44,17 +45,28 @@ fn check_config(contents: &str) -> Output {
 #[test]
 fn minimal_config_is_valid() {
     let output = check_config(MINIMAL_CONFIG);
-    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("valid"));
 }
 
 #[test]
 fn shipped_config_is_valid() {
     let output = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .args(["--check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/ringway.json")])
+        .args([
+            "--check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/ringway.json"),
+        ])
         .output()
         .expect("run ringway --check-config");
-    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -67,8 +79,18 @@ fn check_config_lists_every_error() {
     );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for path in ["workers", "listen", "upstreams.origin.colour", "routes[0].path_prefix", "routes[0].upstream", "timeouts.connect_ms"] {
-        assert!(stderr.contains(&format!("{path}: ")), "no error for {path} in:\n{stderr}");
+    for path in [
+        "workers",
+        "listen",
+        "upstreams.origin.colour",
+        "routes[0].path_prefix",
+        "routes[0].upstream",
+        "timeouts.connect_ms",
+    ] {
+        assert!(
+            stderr.contains(&format!("{path}: ")),
+            "no error for {path} in:\n{stderr}"
+        );
     }
 }
 
@@ -98,17 +120,26 @@ fn minimal_config_serves_requests() {
         let text = MINIMAL_CONFIG
             .replace("127.0.0.1:8080", "127.0.0.1:0")
             .replace("127.0.0.1:9090", &origin.addr.to_string());
-        let mut config: serde_json::Value = serde_json::from_str(&text).expect("minimal config is JSON");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&text).expect("minimal config is JSON");
         config["driver"] = json!(driver.config_value());
         let proxy = Ringway::start(&config);
         let mut stream = connect(proxy.addr);
-        stream.write_all(b"GET /small HTTP/1.1\r\nHost: test\r\n\r\n").expect("write request");
+        stream
+            .write_all(b"GET /small HTTP/1.1\r\nHost: test\r\n\r\n")
+            .expect("write request");
         let response = read_response(&mut stream, false).expect("read response");
         assert_eq!(response.status, 200, "{driver:?}");
         assert_eq!(response.body.len(), 100, "{driver:?}");
         let logs = proxy.logs();
-        assert!(logs.contains(&format!("driver {}", driver.config_value())), "{driver:?}: driver not logged:\n{logs}");
-        assert!(logs.contains("route"), "{driver:?}: routes not logged:\n{logs}");
+        assert!(
+            logs.contains(&format!("driver {}", driver.config_value())),
+            "{driver:?}: driver not logged:\n{logs}"
+        );
+        assert!(
+            logs.contains("route"),
+            "{driver:?}: routes not logged:\n{logs}"
+        );
     }
 }
 
@@ -121,7 +152,10 @@ fn busy_address_fails_startup() {
     // SO_REUSEPORT lets a second listener share a port only with the same owner and the option
     // set on both; std's listener has it unset, so ringway must fail and say why.
     let output = Ringway::start_expecting_failure(&config);
-    assert!(output.contains("binding") && output.contains("Address already in use"), "output:\n{output}");
+    assert!(
+        output.contains("binding") && output.contains("Address already in use"),
+        "output:\n{output}"
+    );
 }
 
 #[test]
@@ -138,10 +172,17 @@ fn sigterm_exits_cleanly() {
             if let Some(status) = proxy.try_exit_status() {
                 break status;
             }
-            assert!(Instant::now() < deadline, "{driver:?}: ringway did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "{driver:?}: ringway did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         assert!(status.success(), "{driver:?}: exit status {status}");
-        assert!(proxy.logs().contains("shutting down"), "{driver:?}: no shutdown line:\n{}", proxy.logs());
+        assert!(
+            proxy.logs().contains("shutting down"),
+            "{driver:?}: no shutdown line:\n{}",
+            proxy.logs()
+        );
     }
 }

@@ -590,7 +590,9 @@ fn origin_rejects_malformed_requests() {
 
     // The origin logs each rejection, possibly just after the response went out.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while !origin.logs().contains("rejected request with 431") && std::time::Instant::now() < deadline {
+    while !origin.logs().contains("rejected request with 431")
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(

@@ -29,7 +29,14 @@ const PARALLEL_DOWNLOADS: usize = 8;
 fn fetch(proxy: &Ringway, bytes: u64, parallel: usize) {
     let url = format!("http://{}/bytes/{bytes}", proxy.addr);
     let output = Command::new(env!("CARGO_BIN_EXE_ringway-origin"))
-        .args(["fetch", &url, "--expect-bytes", &bytes.to_string(), "--parallel", &parallel.to_string()])
+        .args([
+            "fetch",
+            &url,
+            "--expect-bytes",
+            &bytes.to_string(),
+            "--parallel",
+            &parallel.to_string(),
+        ])
         .output()
         .expect("run ringway-origin fetch");
     assert!(
@@ -63,7 +70,10 @@ fn check_flat_memory(driver: Driver) {
 
     fetch(&proxy, SINGLE_BYTES, 1);
     let peak_single = proxy.vm_hwm_kib();
-    assert!(peak_single <= PEAK_BOUND_KIB, "{driver:?}: peak RSS {peak_single} KiB after a 4 GiB download, bound {PEAK_BOUND_KIB} KiB");
+    assert!(
+        peak_single <= PEAK_BOUND_KIB,
+        "{driver:?}: peak RSS {peak_single} KiB after a 4 GiB download, bound {PEAK_BOUND_KIB} KiB"
+    );
 
     fetch(&proxy, PARALLEL_BYTES, PARALLEL_DOWNLOADS);
     let peak_parallel = proxy.vm_hwm_kib();
@@ -79,7 +89,10 @@ fn check_flat_memory(driver: Driver) {
     );
     // Upstream keep-alive connections may stay pooled, one per parallel download at most.
     let fds = proxy.open_fds();
-    assert!(fds <= idle_fds + PARALLEL_DOWNLOADS, "{driver:?}: {fds} open descriptors after the downloads, {idle_fds} before");
+    assert!(
+        fds <= idle_fds + PARALLEL_DOWNLOADS,
+        "{driver:?}: {fds} open descriptors after the downloads, {idle_fds} before"
+    );
     eprintln!("{driver:?}: idle {idle_rss} KiB, peak {peak_parallel} KiB, settled {settled} KiB");
 }
 

@@ -28,10 +28,16 @@ fn idle_connections_hold_no_buffers() {
         let mut streams: Vec<_> = (0..10).map(|_| connect(proxy.addr)).collect();
         for round in 0..2 {
             for (index, stream) in streams.iter_mut().enumerate() {
-                stream.write_all(b"GET /small HTTP/1.1\r\nHost: test\r\n\r\n").expect("write request");
-                let response = read_response(stream, false)
-                    .unwrap_or_else(|err| panic!("{driver:?}: round {round}, connection {index}: {err}"));
-                assert_eq!(response.status, 200, "{driver:?}: round {round}, connection {index}");
+                stream
+                    .write_all(b"GET /small HTTP/1.1\r\nHost: test\r\n\r\n")
+                    .expect("write request");
+                let response = read_response(stream, false).unwrap_or_else(|err| {
+                    panic!("{driver:?}: round {round}, connection {index}: {err}")
+                });
+                assert_eq!(
+                    response.status, 200,
+                    "{driver:?}: round {round}, connection {index}"
+                );
             }
         }
     }
@@ -49,7 +55,9 @@ fn exhausted_pool_makes_requests_wait() {
             .map(|_| {
                 thread::spawn(move || {
                     let mut stream = connect(addr);
-                    let request = format!("GET /bytes/{BYTES} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+                    let request = format!(
+                        "GET /bytes/{BYTES} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+                    );
                     stream.write_all(request.as_bytes()).expect("write request");
                     read_response(&mut stream, false).expect("read response")
                 })
@@ -60,7 +68,10 @@ fn exhausted_pool_makes_requests_wait() {
             assert_eq!(response.status, 200, "{driver:?}: download {index}");
             assert!(response.complete, "{driver:?}: download {index} incomplete");
             assert_eq!(response.body.len(), BYTES, "{driver:?}: download {index}");
-            assert!(pattern_ok(&response.body, 0), "{driver:?}: download {index} corrupted");
+            assert!(
+                pattern_ok(&response.body, 0),
+                "{driver:?}: download {index} corrupted"
+            );
         }
     }
 }

@@ -385,7 +385,11 @@ impl ChunkedDecoder {
                 }
             }
         }
-        Ok(DecodeProgress { consumed, written, done: self.state == State::Done })
+        Ok(DecodeProgress {
+            consumed,
+            written,
+            done: self.state == State::Done,
+        })
     }
 
     /// Copies as much of the current chunk's data as `input` and `out` allow, in one
@@ -1107,7 +1111,11 @@ mod tests {
 
     /// Feeds `input` to `decode_in_place` in pieces ending at `piece_ends`, each piece in a
     /// scratch copy as a relay's read buffer would hold it.
-    fn decode_pieces_in_place(input: &[u8], piece_ends: &[usize], limits: ChunkedLimits) -> Result<Decoded, ChunkedError> {
+    fn decode_pieces_in_place(
+        input: &[u8],
+        piece_ends: &[usize],
+        limits: ChunkedLimits,
+    ) -> Result<Decoded, ChunkedError> {
         let mut decoder = ChunkedDecoder::new(limits);
         let mut data = Vec::new();
         let mut consumed = 0;
@@ -1117,15 +1125,30 @@ mod tests {
             }
             let mut piece = input[consumed..end].to_vec();
             let progress = decoder.decode_in_place(&mut piece)?;
-            assert_eq!(&piece[progress.written..], &input[consumed + progress.written..end], "bytes after the data changed");
+            assert_eq!(
+                &piece[progress.written..],
+                &input[consumed + progress.written..end],
+                "bytes after the data changed"
+            );
             data.extend_from_slice(&piece[..progress.written]);
             consumed += progress.consumed;
             if progress.done {
-                return Ok(Decoded { data, consumed, done: true });
+                return Ok(Decoded {
+                    data,
+                    consumed,
+                    done: true,
+                });
             }
-            assert_eq!(consumed, end, "in-place decoding left input unconsumed before the end");
+            assert_eq!(
+                consumed, end,
+                "in-place decoding left input unconsumed before the end"
+            );
         }
-        Ok(Decoded { data, consumed, done: false })
+        Ok(Decoded {
+            data,
+            consumed,
+            done: false,
+        })
     }
 
     #[test]
@@ -1133,15 +1156,29 @@ mod tests {
         for (body, expected_data, limits) in valid_cases() {
             let mut input = body.clone();
             input.extend_from_slice(NEXT_MESSAGE);
-            let expected = Decoded { data: expected_data, consumed: body.len(), done: true };
+            let expected = Decoded {
+                data: expected_data,
+                consumed: body.len(),
+                done: true,
+            };
             for piece_ends in splits(input.len()) {
                 let decoded = decode_pieces_in_place(&input, &piece_ends, limits);
-                assert_eq!(decoded, Ok(expected.clone()), "input {:?}, pieces ending at {piece_ends:?}", input.escape_ascii().to_string());
+                assert_eq!(
+                    decoded,
+                    Ok(expected.clone()),
+                    "input {:?}, pieces ending at {piece_ends:?}",
+                    input.escape_ascii().to_string()
+                );
             }
         }
         for (input, error, limits) in invalid_cases() {
             let decoded = decode_pieces_in_place(&input, &[input.len()], limits);
-            assert_eq!(decoded, Err(error), "input {:?}", input.escape_ascii().to_string());
+            assert_eq!(
+                decoded,
+                Err(error),
+                "input {:?}",
+                input.escape_ascii().to_string()
+            );
         }
     }
 

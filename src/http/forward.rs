@@ -24,7 +24,11 @@ pub struct HeadWriter<'a> {
 
 impl<'a> HeadWriter<'a> {
     pub fn new(out: &'a mut Vec<u8>, limit: usize) -> HeadWriter<'a> {
-        HeadWriter { out, limit, overflow: false }
+        HeadWriter {
+            out,
+            limit,
+            overflow: false,
+        }
     }
 
     pub fn put(&mut self, bytes: &[u8]) {
@@ -65,12 +69,21 @@ impl<'a> HeadWriter<'a> {
 
 fn named_in_connection(buf: &[u8], name: Span, tokens: &[Span]) -> bool {
     let name = name.of(buf);
-    tokens.iter().any(|token| token.of(buf).eq_ignore_ascii_case(name))
+    tokens
+        .iter()
+        .any(|token| token.of(buf).eq_ignore_ascii_case(name))
 }
 
 /// Writes one combined line for a list-valued header (X-Forwarded-For, Via): the received values
 /// in order, then ringway's entry.
-fn put_appended_list(writer: &mut HeadWriter<'_>, name: &[u8], buf: &[u8], fields: &[Field], role: FieldRole, entry: &[&[u8]]) {
+fn put_appended_list(
+    writer: &mut HeadWriter<'_>,
+    name: &[u8],
+    buf: &[u8],
+    fields: &[Field],
+    role: FieldRole,
+    entry: &[&[u8]],
+) {
     writer.put(name);
     writer.put(b": ");
     for field in fields.iter().filter(|field| field.role == role) {
@@ -104,7 +117,13 @@ pub struct RequestContext<'a> {
 /// Writes the request head for the upstream into `out`: an HTTP/1.1 request line with the target
 /// bytes exactly as received, the end-to-end headers in order, Host, the forwarding headers,
 /// and ringway's own framing header for `head.body`.
-pub fn write_request_head(out: &mut Vec<u8>, limit: usize, buf: &[u8], head: &RequestHead, context: &RequestContext<'_>) -> Result<(), ProxyError> {
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    limit: usize,
+    buf: &[u8],
+    head: &RequestHead,
+    context: &RequestContext<'_>,
+) -> Result<(), ProxyError> {
     let mut writer = HeadWriter::new(out, limit);
     writer.put(head.method.of(buf));
     writer.put(b" ");
@@ -137,7 +156,14 @@ pub fn write_request_head(out: &mut Vec<u8>, limit: usize, buf: &[u8], head: &Re
     let mut ip = [0u8; 48];
     let ip_len = ip_text(context.client_ip, &mut ip);
     if saw_forwarded_for {
-        put_appended_list(&mut writer, b"X-Forwarded-For", buf, &head.fields, FieldRole::ForwardedFor, &[&ip[..ip_len]]);
+        put_appended_list(
+            &mut writer,
+            b"X-Forwarded-For",
+            buf,
+            &head.fields,
+            FieldRole::ForwardedFor,
+            &[&ip[..ip_len]],
+        );
     } else {
         writer.put_field(b"X-Forwarded-For", &ip[..ip_len]);
     }
@@ -145,11 +171,29 @@ pub fn write_request_head(out: &mut Vec<u8>, limit: usize, buf: &[u8], head: &Re
     if let Some(authority) = head.authority(buf) {
         writer.put_field(b"X-Forwarded-Host", authority);
     }
-    let protocol: &[u8] = if head.minor_version == 0 { b"1.0 " } else { b"1.1 " };
-    if saw_via {
-        put_appended_list(&mut writer, b"Via", buf, &head.fields, FieldRole::Via, &[protocol, VIA_PSEUDONYM]);
+    let protocol: &[u8] = if head.minor_version == 0 {
+        b"1.0 "
     } else {
-        put_appended_list(&mut writer, b"Via", buf, &[], FieldRole::Via, &[protocol, VIA_PSEUDONYM]);
+        b"1.1 "
+    };
+    if saw_via {
+        put_appended_list(
+            &mut writer,
+            b"Via",
+            buf,
+            &head.fields,
+            FieldRole::Via,
+            &[protocol, VIA_PSEUDONYM],
+        );
+    } else {
+        put_appended_list(
+            &mut writer,
+            b"Via",
+            buf,
+            &[],
+            FieldRole::Via,
+            &[protocol, VIA_PSEUDONYM],
+        );
     }
     match head.body {
         Some(BodyKind::Length(length)) => {
@@ -188,7 +232,14 @@ pub enum ClientFraming {
 ///
 /// `content_length_header` is the length to announce on a bodiless response that had one (HEAD
 /// and 304 keep it, because it describes the representation, RFC 9110 section 8.6).
-pub fn write_response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, framing: ClientFraming, close: bool, client_minor_version: u8) {
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    framing: ClientFraming,
+    close: bool,
+    client_minor_version: u8,
+) {
     out.clear();
     let mut writer = HeadWriter::new(out, usize::MAX);
     write_status_and_fields(&mut writer, buf, head);
@@ -200,7 +251,10 @@ pub fn write_response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, f
         }
         ClientFraming::Chunked => writer.put(b"Transfer-Encoding: chunked\r\n"),
         ClientFraming::None => {
-            if let Some(length) = head.content_length.filter(|_| head.status != 204 && head.status >= 200) {
+            if let Some(length) = head
+                .content_length
+                .filter(|_| head.status != 204 && head.status >= 200)
+            {
                 writer.put(b"Content-Length: ");
                 writer.put_decimal(length);
                 writer.put(b"\r\n");
@@ -210,7 +264,11 @@ pub fn write_response_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead, f
     }
     // A Date that Connection named was dropped with it, and a proxy must then add its own
     // (RFC 9110 section 6.6.1).
-    let date_forwarded = head.has_date && !head.connection_tokens.iter().any(|token| token.of(buf).eq_ignore_ascii_case(b"date"));
+    let date_forwarded = head.has_date
+        && !head
+            .connection_tokens
+            .iter()
+            .any(|token| token.of(buf).eq_ignore_ascii_case(b"date"));
     if !date_forwarded {
         with_date(|date| writer.put_field(b"Date", date));
     }
@@ -250,18 +308,39 @@ fn write_status_and_fields(writer: &mut HeadWriter<'_>, buf: &[u8], head: &Respo
             }
         }
     }
-    let protocol: &[u8] = if head.minor_version == 0 { b"1.0 " } else { b"1.1 " };
+    let protocol: &[u8] = if head.minor_version == 0 {
+        b"1.0 "
+    } else {
+        b"1.1 "
+    };
     let fields: &[Field] = if saw_via { &head.fields } else { &[] };
-    put_appended_list(writer, b"Via", buf, fields, FieldRole::Via, &[protocol, VIA_PSEUDONYM]);
+    put_appended_list(
+        writer,
+        b"Via",
+        buf,
+        fields,
+        FieldRole::Via,
+        &[protocol, VIA_PSEUDONYM],
+    );
 }
 
 /// Writes ringway's own response for an error into `out` (which it clears first): a one-line
 /// plain-text body naming the problem, and `Connection: close` where the connection ends.
-pub fn write_error_response(out: &mut Vec<u8>, status: u16, reason: &str, detail: &str, close: bool, head_only: bool) {
+pub fn write_error_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    detail: &str,
+    close: bool,
+    head_only: bool,
+) {
     use std::io::Write;
     out.clear();
     let body_len = 3 + 1 + reason.len() + 2 + detail.len() + 1;
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\n");
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body_len}\r\n"
+    );
     with_date(|date| {
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(date);

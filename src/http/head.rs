@@ -24,7 +24,10 @@ pub struct Span {
 impl Span {
     fn within(outer: &[u8], inner: &[u8]) -> Span {
         let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
-        Span { start: start as u32, end: (start + inner.len()) as u32 }
+        Span {
+            start: start as u32,
+            end: (start + inner.len()) as u32,
+        }
     }
 
     pub fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
@@ -131,7 +134,10 @@ impl RequestHead {
     /// Returns whether the method is idempotent (RFC 9110 section 9.2.2), so that a request that
     /// failed before any response byte may be sent again.
     pub fn is_idempotent(&self, buf: &[u8]) -> bool {
-        matches!(self.method(buf), b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE")
+        matches!(
+            self.method(buf),
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        )
     }
 }
 
@@ -139,27 +145,45 @@ impl RequestHead {
 ///
 /// Returns `Ok(false)` when more bytes are needed and the limits still allow them, `Ok(true)` with
 /// `head` filled when the head is complete and acceptable, and the error to answer with otherwise.
-pub fn parse_request(buf: &[u8], limits: HeadLimits, head: &mut RequestHead) -> Result<bool, ProxyError> {
+pub fn parse_request(
+    buf: &[u8],
+    limits: HeadLimits,
+    head: &mut RequestHead,
+) -> Result<bool, ProxyError> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADER_COUNT];
     let slots = &mut slots[..limits.max_header_count.min(MAX_HEADER_COUNT)];
     let mut request = httparse::Request::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut request, buf, slots);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        buf,
+        slots,
+    );
     let head_len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return partial_request(buf, limits),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(ProxyError::new(
                 Kind::HeadTooLarge,
-                format!("more than {} header lines; send fewer or raise limits.max_header_count", limits.max_header_count),
+                format!(
+                    "more than {} header lines; send fewer or raise limits.max_header_count",
+                    limits.max_header_count
+                ),
             ));
         }
         Err(httparse::Error::Version) => return Err(version_error(buf)),
-        Err(err) => return Err(ProxyError::bad_request(format!("malformed request head: {}", describe(err)))),
+        Err(err) => {
+            return Err(ProxyError::bad_request(format!(
+                "malformed request head: {}",
+                describe(err)
+            )));
+        }
     };
     if head_len > limits.max_head_bytes {
         return Err(over_limit(buf, limits));
     }
-    let (Some(method), Some(target), Some(version)) = (request.method, request.path, request.version) else {
+    let (Some(method), Some(target), Some(version)) =
+        (request.method, request.path, request.version)
+    else {
         return Err(ProxyError::bad_request("incomplete request line"));
     };
     head.method = Span::within(buf, method.as_bytes());
@@ -201,12 +225,21 @@ fn over_limit(buf: &[u8], limits: HeadLimits) -> ProxyError {
 /// Only the first six bytes of the field decide, because httparse may stop at any byte after
 /// them.
 fn version_error(buf: &[u8]) -> ProxyError {
-    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len());
-    let version = buf[..line_end].split(|&b| b == b' ').nth(2).unwrap_or_default();
+    let line_end = buf
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buf.len());
+    let version = buf[..line_end]
+        .split(|&b| b == b' ')
+        .nth(2)
+        .unwrap_or_default();
     if version.len() > 5 && version.starts_with(b"HTTP/") && version[5].is_ascii_digit() {
         ProxyError::new(
             Kind::VersionNotSupported,
-            format!("unsupported version {}; only HTTP/1.0 and HTTP/1.1 are supported", shown(version)),
+            format!(
+                "unsupported version {}; only HTTP/1.0 and HTTP/1.1 are supported",
+                shown(version)
+            ),
         )
     } else {
         ProxyError::bad_request(
@@ -230,7 +263,9 @@ fn describe(err: httparse::Error) -> &'static str {
         httparse::Error::HeaderName => {
             "invalid header line: whitespace before the colon, a folded (obs-fold) continuation line, or a forbidden byte in the name"
         }
-        httparse::Error::HeaderValue => "invalid byte in a header value (CR, LF and NUL are not allowed)",
+        httparse::Error::HeaderValue => {
+            "invalid byte in a header value (CR, LF and NUL are not allowed)"
+        }
         httparse::Error::NewLine => "invalid line ending (obsolete line folding is not allowed)",
         httparse::Error::Status => "invalid status code",
         httparse::Error::Token => "invalid method or request target",
@@ -243,18 +278,26 @@ fn classify_target(buf: &[u8], head: &mut RequestHead) -> Result<(), ProxyError>
     let target = head.target.of(buf);
     let method = head.method.of(buf);
     if method == b"CONNECT" {
-        return Err(ProxyError::new(Kind::MethodNotImplemented, "CONNECT is not supported by this reverse proxy"));
+        return Err(ProxyError::new(
+            Kind::MethodNotImplemented,
+            "CONNECT is not supported by this reverse proxy",
+        ));
     }
     if target.first() == Some(&b'/') {
         head.target_form = Some(TargetForm::Origin);
         head.target_authority = None;
-        let path_len = target.iter().position(|&b| b == b'?').unwrap_or(target.len());
+        let path_len = target
+            .iter()
+            .position(|&b| b == b'?')
+            .unwrap_or(target.len());
         head.path = Span::within(buf, &target[..path_len]);
         return Ok(());
     }
     if target == b"*" {
         if method != b"OPTIONS" {
-            return Err(ProxyError::bad_request("the asterisk target \"*\" is only valid with OPTIONS"));
+            return Err(ProxyError::bad_request(
+                "the asterisk target \"*\" is only valid with OPTIONS",
+            ));
         }
         head.target_form = Some(TargetForm::Asterisk);
         head.target_authority = None;
@@ -267,10 +310,16 @@ fn classify_target(buf: &[u8], head: &mut RequestHead) -> Result<(), ProxyError>
             shown(target)
         ))
     })?;
-    let authority_len = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(rest.len());
+    let authority_len = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
     let authority = &rest[..authority_len];
     if authority.is_empty() || authority.contains(&b'@') || !is_valid_host(authority) {
-        return Err(ProxyError::bad_request(format!("invalid authority in request target {}", shown(target))));
+        return Err(ProxyError::bad_request(format!(
+            "invalid authority in request target {}",
+            shown(target)
+        )));
     }
     let after = &rest[authority_len..];
     let path_len = after.iter().position(|&b| b == b'?').unwrap_or(after.len());
@@ -298,9 +347,15 @@ pub fn is_valid_host(value: &[u8]) -> bool {
         return false;
     }
     let (host, port) = if value[0] == b'[' {
-        let Some(close) = value.iter().position(|&b| b == b']') else { return false };
+        let Some(close) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
         let literal = &value[1..close];
-        if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return false;
         }
         match &value[close + 1..] {
@@ -317,7 +372,25 @@ pub fn is_valid_host(value: &[u8]) -> bool {
     let host_ok = host.first() == Some(&b'[')
         || (!host.is_empty()
             && host.iter().all(|&b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'-' | b'.'
+                            | b'_'
+                            | b'~'
+                            | b'%'
+                            | b'!'
+                            | b'$'
+                            | b'&'
+                            | b'\''
+                            | b'('
+                            | b')'
+                            | b'*'
+                            | b'+'
+                            | b','
+                            | b';'
+                            | b'='
+                    )
             }));
     let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
     host_ok && port_ok
@@ -344,7 +417,9 @@ fn role_of(name: &[u8]) -> FieldRole {
         FieldRole::ForwardedFor
     } else if name.eq_ignore_ascii_case(b"via") {
         FieldRole::Via
-    } else if name.eq_ignore_ascii_case(b"x-forwarded-proto") || name.eq_ignore_ascii_case(b"x-forwarded-host") {
+    } else if name.eq_ignore_ascii_case(b"x-forwarded-proto")
+        || name.eq_ignore_ascii_case(b"x-forwarded-host")
+    {
         FieldRole::ForwardedReplaced
     } else {
         FieldRole::EndToEnd
@@ -370,11 +445,17 @@ impl Framing {
         // A list of identical values is one length (RFC 9110 section 8.6); anything else is fatal.
         for element in value.split(|&b| b == b',') {
             let element = trim_ows(element);
-            let length = parse_content_length(element)
-                .ok_or_else(|| format!("invalid Content-Length {}: send one decimal number", shown(value)))?;
+            let length = parse_content_length(element).ok_or_else(|| {
+                format!(
+                    "invalid Content-Length {}: send one decimal number",
+                    shown(value)
+                )
+            })?;
             match self.content_length {
                 Some(previous) if previous != length => {
-                    return Err(format!("conflicting Content-Length values {previous} and {length}"));
+                    return Err(format!(
+                        "conflicting Content-Length values {previous} and {length}"
+                    ));
                 }
                 _ => self.content_length = Some(length),
             }
@@ -409,24 +490,35 @@ impl Framing {
             return Ok(self.content_length.map_or(BodyKind::None, BodyKind::Length));
         }
         if minor_version == 0 {
-            return Err(ProxyError::bad_request("Transfer-Encoding is not allowed in an HTTP/1.0 request"));
+            return Err(ProxyError::bad_request(
+                "Transfer-Encoding is not allowed in an HTTP/1.0 request",
+            ));
         }
         if self.content_length_lines > 0 {
-            return Err(ProxyError::bad_request("Content-Length and Transfer-Encoding together; send only one"));
+            return Err(ProxyError::bad_request(
+                "Content-Length and Transfer-Encoding together; send only one",
+            ));
         }
         if self.codings == 0 {
             return Err(ProxyError::bad_request("empty Transfer-Encoding"));
         }
         if self.chunked_count > 1 {
-            return Err(ProxyError::bad_request("chunked is applied more than once in Transfer-Encoding"));
+            return Err(ProxyError::bad_request(
+                "chunked is applied more than once in Transfer-Encoding",
+            ));
         }
         if !self.last_is_chunked {
-            return Err(ProxyError::bad_request("the last transfer coding of a request must be chunked"));
+            return Err(ProxyError::bad_request(
+                "the last transfer coding of a request must be chunked",
+            ));
         }
         if let Some(coding) = self.unknown_coding {
             return Err(ProxyError::new(
                 Kind::UnsupportedTransferCoding,
-                format!("transfer coding {} is not supported; use chunked only", shown(coding.of(buf))),
+                format!(
+                    "transfer coding {} is not supported; use chunked only",
+                    shown(coding.of(buf))
+                ),
             ));
         }
         Ok(BodyKind::Chunked)
@@ -444,14 +536,22 @@ pub fn parse_content_length(value: &[u8]) -> Option<u64> {
         if !byte.is_ascii_digit() {
             return None;
         }
-        length = length.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+        length = length
+            .checked_mul(10)?
+            .checked_add(u64::from(byte - b'0'))?;
     }
     Some(length)
 }
 
 fn trim_ows(value: &[u8]) -> &[u8] {
-    let start = value.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(value.len());
-    let end = value.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
+    let start = value
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
     &value[start..end]
 }
 
@@ -474,7 +574,11 @@ fn read_connection(buf: &[u8], value: Span, tokens: &mut Vec<Span>) -> (bool, bo
     (close, keep_alive)
 }
 
-fn read_request_fields(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut RequestHead) -> Result<(), ProxyError> {
+fn read_request_fields(
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    head: &mut RequestHead,
+) -> Result<(), ProxyError> {
     head.fields.clear();
     head.connection_tokens.clear();
     head.host = None;
@@ -489,7 +593,9 @@ fn read_request_fields(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut 
         head.fields.push(Field { name, value, role });
         let name = header.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            framing.add_content_length(header.value).map_err(ProxyError::bad_request)?;
+            framing
+                .add_content_length(header.value)
+                .map_err(ProxyError::bad_request)?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             framing.add_transfer_encoding(buf, value);
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -503,7 +609,10 @@ fn read_request_fields(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut 
             if !trim_ows(header.value).eq_ignore_ascii_case(b"100-continue") {
                 return Err(ProxyError::new(
                     Kind::ExpectationFailed,
-                    format!("unsupported Expect value {}; only 100-continue is supported", shown(header.value)),
+                    format!(
+                        "unsupported Expect value {}; only 100-continue is supported",
+                        shown(header.value)
+                    ),
                 ));
             }
             head.expect_continue = head.minor_version >= 1;
@@ -514,14 +623,23 @@ fn read_request_fields(buf: &[u8], headers: &[httparse::Header<'_>], head: &mut 
         return Err(ProxyError::bad_request("more than one Host header"));
     }
     match head.host {
-        None if head.minor_version >= 1 => return Err(ProxyError::bad_request("missing Host header")),
+        None if head.minor_version >= 1 => {
+            return Err(ProxyError::bad_request("missing Host header"));
+        }
         Some(host) if !is_valid_host(host.of(buf)) => {
-            return Err(ProxyError::bad_request(format!("invalid Host header {}", shown(host.of(buf)))));
+            return Err(ProxyError::bad_request(format!(
+                "invalid Host header {}",
+                shown(host.of(buf))
+            )));
         }
         _ => {}
     }
     head.body = Some(framing.request_body(buf, head.minor_version)?);
-    head.keep_alive = if head.minor_version >= 1 { !close } else { keep_alive && !close };
+    head.keep_alive = if head.minor_version >= 1 {
+        !close
+    } else {
+        keep_alive && !close
+    };
     Ok(())
 }
 
@@ -538,7 +656,11 @@ pub fn parse_response(
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADER_COUNT];
     let slots = &mut slots[..limits.max_header_count.min(MAX_HEADER_COUNT)];
     let mut response = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, slots);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        slots,
+    );
     let head_len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() < limits.max_head_bytes => return Ok(false),
@@ -548,7 +670,12 @@ pub fn parse_response(
                 limits.max_head_bytes, limits.max_header_count
             )));
         }
-        Err(err) => return Err(ProxyError::invalid_response(format!("malformed response head: {}", describe(err)))),
+        Err(err) => {
+            return Err(ProxyError::invalid_response(format!(
+                "malformed response head: {}",
+                describe(err)
+            )));
+        }
     };
     if head_len > limits.max_head_bytes {
         return Err(ProxyError::invalid_response(format!(
@@ -560,11 +687,15 @@ pub fn parse_response(
         return Err(ProxyError::invalid_response("incomplete status line"));
     };
     if !(100..=599).contains(&status) {
-        return Err(ProxyError::invalid_response(format!("invalid status code {status}")));
+        return Err(ProxyError::invalid_response(format!(
+            "invalid status code {status}"
+        )));
     }
     head.status = status;
     head.minor_version = version;
-    head.reason = response.reason.map_or(Span::default(), |reason| Span::within(buf, reason.as_bytes()));
+    head.reason = response.reason.map_or(Span::default(), |reason| {
+        Span::within(buf, reason.as_bytes())
+    });
     head.head_len = head_len;
     read_response_fields(buf, response.headers, request_was_head, head)?;
     Ok(true)
@@ -586,13 +717,17 @@ fn read_response_fields(
         let value = Span::within(buf, header.value);
         let role = match role_of(header.name.as_bytes()) {
             // Host and the forwarding headers mean nothing special in a response.
-            FieldRole::Host | FieldRole::ForwardedFor | FieldRole::ForwardedReplaced => FieldRole::EndToEnd,
+            FieldRole::Host | FieldRole::ForwardedFor | FieldRole::ForwardedReplaced => {
+                FieldRole::EndToEnd
+            }
             role => role,
         };
         head.fields.push(Field { name, value, role });
         let name = header.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            framing.add_content_length(header.value).map_err(ProxyError::invalid_response)?;
+            framing
+                .add_content_length(header.value)
+                .map_err(ProxyError::invalid_response)?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             framing.add_transfer_encoding(buf, value);
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -605,7 +740,11 @@ fn read_response_fields(
     }
     head.content_length = framing.content_length;
     head.body = Some(response_body(buf, head.status, request_was_head, &framing)?);
-    let persistent = if head.minor_version >= 1 { !close } else { keep_alive && !close };
+    let persistent = if head.minor_version >= 1 {
+        !close
+    } else {
+        keep_alive && !close
+    };
     // RFC 9112 section 6.1: the connection closes after an HTTP/1.0 message with
     // Transfer-Encoding, because its framing may be faulty and leftover bytes would be read as
     // the next response.
@@ -617,16 +756,25 @@ fn read_response_fields(
 /// Applies RFC 9112 section 6.3 to a response. Bodiless responses end at the head whatever their
 /// framing headers say; an ambiguous framing is an error rather than a guess, because relaying a
 /// guess could splice one response into the next.
-fn response_body(buf: &[u8], status: u16, request_was_head: bool, framing: &Framing) -> Result<BodyKind, ProxyError> {
+fn response_body(
+    buf: &[u8],
+    status: u16,
+    request_was_head: bool,
+    framing: &Framing,
+) -> Result<BodyKind, ProxyError> {
     if request_was_head || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(BodyKind::None);
     }
     if framing.transfer_encoding_lines > 0 {
         if framing.content_length_lines > 0 {
-            return Err(ProxyError::invalid_response("Content-Length and Transfer-Encoding together"));
+            return Err(ProxyError::invalid_response(
+                "Content-Length and Transfer-Encoding together",
+            ));
         }
         if framing.chunked_count > 1 {
-            return Err(ProxyError::invalid_response("chunked is applied more than once"));
+            return Err(ProxyError::invalid_response(
+                "chunked is applied more than once",
+            ));
         }
         if let Some(coding) = framing.unknown_coding {
             return Err(ProxyError::invalid_response(format!(
@@ -639,7 +787,9 @@ fn response_body(buf: &[u8], status: u16, request_was_head: bool, framing: &Fram
         }
         return Ok(BodyKind::Chunked);
     }
-    Ok(framing.content_length.map_or(BodyKind::CloseDelimited, BodyKind::Length))
+    Ok(framing
+        .content_length
+        .map_or(BodyKind::CloseDelimited, BodyKind::Length))
 }
 
 #[cfg(test)]

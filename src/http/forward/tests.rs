@@ -9,7 +9,10 @@ use crate::http::date::{DATE_LEN, format_imf_fixdate};
 use crate::http::head::{HeadLimits, parse_request, parse_response};
 
 /// Limits large enough for every case here.
-const LIMITS: HeadLimits = HeadLimits { max_head_bytes: 8 * 1024, max_header_count: 64 };
+const LIMITS: HeadLimits = HeadLimits {
+    max_head_bytes: 8 * 1024,
+    max_header_count: 64,
+};
 
 /// Room for every forwarded head in these tests.
 const OUT_LIMIT_BYTES: usize = 16 * 1024;
@@ -25,7 +28,10 @@ fn request(raw: &[u8]) -> RequestHead {
     let mut head = RequestHead::default();
     match parse_request(raw, LIMITS, &mut head) {
         Ok(true) => head,
-        other => panic!("request {:?} did not parse: {other:?}", String::from_utf8_lossy(raw)),
+        other => panic!(
+            "request {:?} did not parse: {other:?}",
+            String::from_utf8_lossy(raw)
+        ),
     }
 }
 
@@ -33,16 +39,23 @@ fn response(raw: &[u8], request_was_head: bool) -> ResponseHead {
     let mut head = ResponseHead::default();
     match parse_response(raw, LIMITS, request_was_head, &mut head) {
         Ok(true) => head,
-        other => panic!("response {:?} did not parse: {other:?}", String::from_utf8_lossy(raw)),
+        other => panic!(
+            "response {:?} did not parse: {other:?}",
+            String::from_utf8_lossy(raw)
+        ),
     }
 }
 
 /// Returns the head ringway forwards for `raw` from a client at `client_ip`.
 fn forward_from(raw: &[u8], client_ip: IpAddr) -> String {
     let head = request(raw);
-    let context = RequestContext { client_ip, upstream_authority: UPSTREAM_AUTHORITY };
+    let context = RequestContext {
+        client_ip,
+        upstream_authority: UPSTREAM_AUTHORITY,
+    };
     let mut out = Vec::new();
-    write_request_head(&mut out, OUT_LIMIT_BYTES, raw, &head, &context).expect("forwarded head over the limit");
+    write_request_head(&mut out, OUT_LIMIT_BYTES, raw, &head, &context)
+        .expect("forwarded head over the limit");
     String::from_utf8(out).expect("forwarded head is not UTF-8")
 }
 
@@ -65,26 +78,45 @@ fn respond(
 }
 
 fn now_seconds() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock before 1970").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_secs()
 }
 
 /// Checks that `out` has exactly one Date line, written between `before` and now, and returns
 /// `out` without that line.
 fn without_current_date(out: &str, before: u64) -> String {
     let after = now_seconds();
-    let line_start = out.find("\r\nDate: ").unwrap_or_else(|| panic!("no Date line in {out:?}")) + 2;
-    assert_eq!(out.matches("\r\nDate: ").count(), 1, "more than one Date line in {out:?}");
+    let line_start = out
+        .find("\r\nDate: ")
+        .unwrap_or_else(|| panic!("no Date line in {out:?}"))
+        + 2;
+    assert_eq!(
+        out.matches("\r\nDate: ").count(),
+        1,
+        "more than one Date line in {out:?}"
+    );
     let value_start = line_start + "Date: ".len();
     let value = &out[value_start..value_start + DATE_LEN];
     let current = (before..=after).any(|second| format_imf_fixdate(second) == value.as_bytes());
-    assert!(current, "Date {value:?} is not between {before} and {after}");
-    assert_eq!(&out[value_start + DATE_LEN..value_start + DATE_LEN + 2], "\r\n");
-    format!("{}{}", &out[..line_start], &out[value_start + DATE_LEN + 2..])
+    assert!(
+        current,
+        "Date {value:?} is not between {before} and {after}"
+    );
+    assert_eq!(
+        &out[value_start + DATE_LEN..value_start + DATE_LEN + 2],
+        "\r\n"
+    );
+    format!(
+        "{}{}",
+        &out[..line_start],
+        &out[value_start + DATE_LEN + 2..]
+    )
 }
 
 /// The headers ringway adds to a request from 127.0.0.1 for host example.com.
-const ADDED_FOR_EXAMPLE: &str =
-    "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\nVia: 1.1 ringway\r\n";
+const ADDED_FOR_EXAMPLE: &str = "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\nVia: 1.1 ringway\r\n";
 
 #[test]
 fn request_head_exact_bytes() {
@@ -113,7 +145,10 @@ fn request_target_bytes_kept() {
         let raw = format!("{method} {target} HTTP/1.1\r\nHost: example.com\r\n\r\n");
         let out = forward(raw.as_bytes());
         let expected_line = format!("{method} {target} HTTP/1.1\r\n");
-        assert!(out.starts_with(&expected_line), "{target}: forwarded as {out:?}");
+        assert!(
+            out.starts_with(&expected_line),
+            "{target}: forwarded as {out:?}"
+        );
     }
 }
 
@@ -133,12 +168,16 @@ fn request_hop_by_hop_removed() {
         "UPGRADE: h2c",
         "HTTP2-Settings: AAMAAABkAAQAAP__",
     ];
-    let expected = format!("GET /a HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n{ADDED_FOR_EXAMPLE}\r\n");
+    let expected =
+        format!("GET /a HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n{ADDED_FOR_EXAMPLE}\r\n");
     for line in lines {
         let raw = format!("GET /a HTTP/1.1\r\nHost: example.com\r\n{line}\r\nAccept: */*\r\n\r\n");
         assert_eq!(forward(raw.as_bytes()), expected, "{line}");
     }
-    let all = format!("GET /a HTTP/1.1\r\n{}\r\nHost: example.com\r\nAccept: */*\r\n\r\n", lines.join("\r\n"));
+    let all = format!(
+        "GET /a HTTP/1.1\r\n{}\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+        lines.join("\r\n")
+    );
     assert_eq!(forward(all.as_bytes()), expected, "all together");
 }
 
@@ -146,7 +185,8 @@ fn request_hop_by_hop_removed() {
 fn request_connection_named_removed() {
     // RFC 9110 section 7.6.1: a field named in Connection is hop-by-hop, whatever its case.
     let raw = b"GET /a HTTP/1.1\r\nHost: example.com\r\nConnection: X-Secret, x-other\r\nX-SECRET: s\r\nX-Kept: k\r\nConnection: X-Third\r\nX-Other: o\r\nx-third: t\r\n\r\n";
-    let expected = format!("GET /a HTTP/1.1\r\nHost: example.com\r\nX-Kept: k\r\n{ADDED_FOR_EXAMPLE}\r\n");
+    let expected =
+        format!("GET /a HTTP/1.1\r\nHost: example.com\r\nX-Kept: k\r\n{ADDED_FOR_EXAMPLE}\r\n");
     assert_eq!(forward(raw), expected);
 }
 
@@ -162,18 +202,34 @@ fn request_host_named_in_connection_kept() {
 #[test]
 fn request_forwarded_for_appended() {
     let base = "GET / HTTP/1.1\r\nHost: example.com\r\n";
-    let rest = "X-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\nVia: 1.1 ringway\r\n\r\n";
+    let rest =
+        "X-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\nVia: 1.1 ringway\r\n\r\n";
     let cases: &[(&str, &str, IpAddr, &str)] = &[
         ("added", "", CLIENT_IP, "X-Forwarded-For: 127.0.0.1\r\n"),
-        ("single value", "X-Forwarded-For: 203.0.113.7\r\n", CLIENT_IP, "X-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n"),
+        (
+            "single value",
+            "X-Forwarded-For: 203.0.113.7\r\n",
+            CLIENT_IP,
+            "X-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n",
+        ),
         (
             "lines combined in order",
             "X-Forwarded-For: 203.0.113.7, 198.51.100.2\r\nAccept: */*\r\nx-forwarded-for: 192.0.2.9\r\n",
             CLIENT_IP,
             "Accept: */*\r\nX-Forwarded-For: 203.0.113.7, 198.51.100.2, 192.0.2.9, 127.0.0.1\r\n",
         ),
-        ("empty value", "X-Forwarded-For: \r\n", CLIENT_IP, "X-Forwarded-For: 127.0.0.1\r\n"),
-        ("ipv6 loopback", "", IpAddr::V6(Ipv6Addr::LOCALHOST), "X-Forwarded-For: ::1\r\n"),
+        (
+            "empty value",
+            "X-Forwarded-For: \r\n",
+            CLIENT_IP,
+            "X-Forwarded-For: 127.0.0.1\r\n",
+        ),
+        (
+            "ipv6 loopback",
+            "",
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            "X-Forwarded-For: ::1\r\n",
+        ),
         (
             "ipv6 appended",
             "X-Forwarded-For: 203.0.113.7\r\n",
@@ -183,7 +239,9 @@ fn request_forwarded_for_appended() {
         (
             "ipv6 full width",
             "",
-            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".parse().unwrap(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                .parse()
+                .unwrap(),
             "X-Forwarded-For: ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\r\n",
         ),
     ];
@@ -206,8 +264,16 @@ fn request_forwarded_proto_host_replaced() {
 fn request_via_appended() {
     // RFC 9110 section 7.6.3: the received protocol of the client's hop, then the pseudonym.
     let cases: &[(&str, &str, &str)] = &[
-        ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", "Via: 1.1 ringway\r\n", "X-Forwarded-Host: a\r\n"),
-        ("GET / HTTP/1.0\r\nHost: a\r\n\r\n", "Via: 1.0 ringway\r\n", "X-Forwarded-Host: a\r\n"),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "Via: 1.1 ringway\r\n",
+            "X-Forwarded-Host: a\r\n",
+        ),
+        (
+            "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+            "Via: 1.0 ringway\r\n",
+            "X-Forwarded-Host: a\r\n",
+        ),
         (
             "GET / HTTP/1.1\r\nHost: a\r\nVia: 1.0 fred, 1.1 p.example (Proxy)\r\n\r\n",
             "Via: 1.0 fred, 1.1 p.example (Proxy), 1.1 ringway\r\n",
@@ -259,7 +325,10 @@ fn request_exactly_one_host() {
     ];
     for raw in raws {
         let out = forward(raw);
-        let hosts = out.split("\r\n").filter(|line| line.to_ascii_lowercase().starts_with("host:")).count();
+        let hosts = out
+            .split("\r\n")
+            .filter(|line| line.to_ascii_lowercase().starts_with("host:"))
+            .count();
         assert_eq!(hosts, 1, "{out:?}");
     }
 }
@@ -272,15 +341,28 @@ fn request_framing_written() {
         ("Content-Length: 5\r\n", "Content-Length: 5\r\n"),
         ("Content-Length: 0\r\n", "Content-Length: 0\r\n"),
         ("Content-Length: 007\r\n", "Content-Length: 7\r\n"),
-        ("Content-Length: 5, 5\r\nContent-Length: 5\r\n", "Content-Length: 5\r\n"),
-        ("Content-Length: 18446744073709551615\r\n", "Content-Length: 18446744073709551615\r\n"),
-        ("Transfer-Encoding: chunked\r\n", "Transfer-Encoding: chunked\r\n"),
-        ("Transfer-Encoding: Chunked ,\r\n", "Transfer-Encoding: chunked\r\n"),
+        (
+            "Content-Length: 5, 5\r\nContent-Length: 5\r\n",
+            "Content-Length: 5\r\n",
+        ),
+        (
+            "Content-Length: 18446744073709551615\r\n",
+            "Content-Length: 18446744073709551615\r\n",
+        ),
+        (
+            "Transfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\n",
+        ),
+        (
+            "Transfer-Encoding: Chunked ,\r\n",
+            "Transfer-Encoding: chunked\r\n",
+        ),
         ("", ""),
     ];
     for &(lines, framing) in cases {
         let raw = format!("POST /up HTTP/1.1\r\n{lines}Host: example.com\r\n\r\n");
-        let expected = format!("POST /up HTTP/1.1\r\nHost: example.com\r\n{ADDED_FOR_EXAMPLE}{framing}\r\n");
+        let expected =
+            format!("POST /up HTTP/1.1\r\nHost: example.com\r\n{ADDED_FOR_EXAMPLE}{framing}\r\n");
         assert_eq!(forward(raw.as_bytes()), expected, "{lines:?}");
     }
 }
@@ -302,7 +384,9 @@ fn request_output_parses_again() {
 
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut parsed = httparse::Request::new(&mut headers);
-        let status = parsed.parse(out).unwrap_or_else(|err| panic!("{:?}: {err}", String::from_utf8_lossy(out)));
+        let status = parsed
+            .parse(out)
+            .unwrap_or_else(|err| panic!("{:?}: {err}", String::from_utf8_lossy(out)));
         assert_eq!(status, httparse::Status::Complete(out.len()));
         assert_eq!(parsed.version, Some(1));
 
@@ -310,7 +394,12 @@ fn request_output_parses_again() {
         assert_eq!(again.method.of(out), original.method.of(raw));
         assert_eq!(again.target.of(out), original.target.of(raw));
         assert_eq!(again.body, original.body);
-        assert_eq!(again.authority(out), original.authority(raw).or(Some(UPSTREAM_AUTHORITY.as_bytes())));
+        assert_eq!(
+            again.authority(out),
+            original
+                .authority(raw)
+                .or(Some(UPSTREAM_AUTHORITY.as_bytes()))
+        );
         assert!(again.connection_tokens.is_empty());
     }
 }
@@ -320,14 +409,26 @@ fn request_overflow_stays_within_limit() {
     let raw = b"POST /upload?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 203.0.113.7\r\nVia: 1.0 a\r\nContent-Length: 3\r\n\r\n";
     let full = forward(raw);
     let head = request(raw);
-    let context = RequestContext { client_ip: CLIENT_IP, upstream_authority: UPSTREAM_AUTHORITY };
+    let context = RequestContext {
+        client_ip: CLIENT_IP,
+        upstream_authority: UPSTREAM_AUTHORITY,
+    };
     for limit in 0..full.len() {
         let mut out = Vec::with_capacity(limit);
         let capacity = out.capacity();
-        let err = write_request_head(&mut out, limit, raw, &head, &context).expect_err("head over the limit written");
+        let err = write_request_head(&mut out, limit, raw, &head, &context)
+            .expect_err("head over the limit written");
         assert_eq!(err.kind, Kind::HeadTooLarge, "limit {limit}");
-        assert!(out.len() <= limit, "limit {limit}: wrote {} bytes", out.len());
-        assert_eq!(out.capacity(), capacity, "limit {limit}: buffer reallocated");
+        assert!(
+            out.len() <= limit,
+            "limit {limit}: wrote {} bytes",
+            out.len()
+        );
+        assert_eq!(
+            out.capacity(),
+            capacity,
+            "limit {limit}: buffer reallocated"
+        );
     }
     let mut out = Vec::with_capacity(full.len());
     write_request_head(&mut out, full.len(), raw, &head, &context).expect("head at the limit");
@@ -340,13 +441,17 @@ fn request_appends_after_existing_bytes() {
     let raw = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
     let full = forward(raw);
     let head = request(raw);
-    let context = RequestContext { client_ip: CLIENT_IP, upstream_authority: UPSTREAM_AUTHORITY };
+    let context = RequestContext {
+        client_ip: CLIENT_IP,
+        upstream_authority: UPSTREAM_AUTHORITY,
+    };
     let mut out = b"prefix".to_vec();
     write_request_head(&mut out, 6 + full.len(), raw, &head, &context).expect("head at the limit");
     assert_eq!(out, [b"prefix", full.as_bytes()].concat());
 
     let mut out = b"prefix".to_vec();
-    let err = write_request_head(&mut out, 5 + full.len(), raw, &head, &context).expect_err("head over the limit");
+    let err = write_request_head(&mut out, 5 + full.len(), raw, &head, &context)
+        .expect_err("head over the limit");
     assert_eq!(err.kind, Kind::HeadTooLarge);
     assert!(out.len() <= 5 + full.len());
 }
@@ -367,7 +472,15 @@ fn response_head_exact_bytes() {
 fn response_framing_and_connection() {
     // Each row: upstream status line and framing lines, whether the request was HEAD, the
     // client framing and connection choice, and the lines ringway must write after Via.
-    type Row = (&'static str, &'static str, bool, ClientFraming, bool, u8, &'static str);
+    type Row = (
+        &'static str,
+        &'static str,
+        bool,
+        ClientFraming,
+        bool,
+        u8,
+        &'static str,
+    );
     let rows: &[Row] = &[
         (
             "HTTP/1.1 200 OK",
@@ -416,10 +529,34 @@ fn response_framing_and_connection() {
             1,
             "Content-Length: 120\r\n",
         ),
-        ("HTTP/1.1 200 OK", "Transfer-Encoding: chunked\r\n", true, ClientFraming::None, false, 1, ""),
+        (
+            "HTTP/1.1 200 OK",
+            "Transfer-Encoding: chunked\r\n",
+            true,
+            ClientFraming::None,
+            false,
+            1,
+            "",
+        ),
         // RFC 9110 section 8.6: a 204 never carries Content-Length.
-        ("HTTP/1.1 204 No Content", "Content-Length: 0\r\n", false, ClientFraming::None, false, 1, ""),
-        ("HTTP/1.1 204 No Content", "Content-Length: 0\r\n", true, ClientFraming::None, false, 1, ""),
+        (
+            "HTTP/1.1 204 No Content",
+            "Content-Length: 0\r\n",
+            false,
+            ClientFraming::None,
+            false,
+            1,
+            "",
+        ),
+        (
+            "HTTP/1.1 204 No Content",
+            "Content-Length: 0\r\n",
+            true,
+            ClientFraming::None,
+            false,
+            1,
+            "",
+        ),
         // Chunked and close-delimited bodies are re-encoded as chunked for HTTP/1.1 clients.
         (
             "HTTP/1.1 200 OK",
@@ -430,7 +567,15 @@ fn response_framing_and_connection() {
             1,
             "Transfer-Encoding: chunked\r\n",
         ),
-        ("HTTP/1.1 200 OK", "", false, ClientFraming::Chunked, false, 1, "Transfer-Encoding: chunked\r\n"),
+        (
+            "HTTP/1.1 200 OK",
+            "",
+            false,
+            ClientFraming::Chunked,
+            false,
+            1,
+            "Transfer-Encoding: chunked\r\n",
+        ),
         // An HTTP/1.0 client reads a body without a length until the connection closes.
         (
             "HTTP/1.1 200 OK",
@@ -491,9 +636,19 @@ fn response_framing_and_connection() {
     ];
     for &(status_line, lines, request_was_head, framing, close, client_minor, tail) in rows {
         let raw = format!("{status_line}\r\nDate: {UPSTREAM_DATE}\r\n{lines}\r\n");
-        let out = respond(raw.as_bytes(), request_was_head, framing, close, client_minor);
-        let expected = format!("{status_line}\r\nDate: {UPSTREAM_DATE}\r\nVia: 1.1 ringway\r\n{tail}\r\n");
-        assert_eq!(out, expected, "{status_line} {lines:?} {framing:?} close={close} client 1.{client_minor}");
+        let out = respond(
+            raw.as_bytes(),
+            request_was_head,
+            framing,
+            close,
+            client_minor,
+        );
+        let expected =
+            format!("{status_line}\r\nDate: {UPSTREAM_DATE}\r\nVia: 1.1 ringway\r\n{tail}\r\n");
+        assert_eq!(
+            out, expected,
+            "{status_line} {lines:?} {framing:?} close={close} client 1.{client_minor}"
+        );
     }
 }
 
@@ -504,18 +659,26 @@ fn response_date_added_when_missing() {
     let before = now_seconds();
     let out = respond(raw, false, ClientFraming::Length(2), true, 1);
     let rest = without_current_date(&out, before);
-    assert_eq!(rest, "HTTP/1.1 200 OK\r\nX-A: a\r\nVia: 1.1 ringway\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        rest,
+        "HTTP/1.1 200 OK\r\nX-A: a\r\nVia: 1.1 ringway\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+    );
 }
 
 #[test]
 fn response_date_named_in_connection_replaced() {
     // A Date that Connection names is dropped with it, so ringway adds its own.
-    let raw = format!("HTTP/1.1 200 OK\r\nConnection: date\r\nDate: {UPSTREAM_DATE}\r\nContent-Length: 0\r\n\r\n");
+    let raw = format!(
+        "HTTP/1.1 200 OK\r\nConnection: date\r\nDate: {UPSTREAM_DATE}\r\nContent-Length: 0\r\n\r\n"
+    );
     let before = now_seconds();
     let out = respond(raw.as_bytes(), false, ClientFraming::Length(0), false, 1);
     assert!(!out.contains(UPSTREAM_DATE), "{out:?}");
     let rest = without_current_date(&out, before);
-    assert_eq!(rest, "HTTP/1.1 200 OK\r\nVia: 1.1 ringway\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(
+        rest,
+        "HTTP/1.1 200 OK\r\nVia: 1.1 ringway\r\nContent-Length: 0\r\n\r\n"
+    );
 }
 
 #[test]
@@ -523,9 +686,21 @@ fn response_status_line_and_via() {
     // RFC 9110 section 7.6.3: Via names the protocol of the upstream's hop, and the status
     // line is always HTTP/1.1 because that is what ringway speaks to the client.
     let cases: &[(&str, &str, &str)] = &[
-        ("HTTP/1.1 404 Not Found\r\n", "HTTP/1.1 404 Not Found\r\n", "Via: 1.1 ringway\r\n"),
-        ("HTTP/1.1 404 \r\n", "HTTP/1.1 404 \r\n", "Via: 1.1 ringway\r\n"),
-        ("HTTP/1.0 200 Fine Thanks\r\n", "HTTP/1.1 200 Fine Thanks\r\n", "Via: 1.0 ringway\r\n"),
+        (
+            "HTTP/1.1 404 Not Found\r\n",
+            "HTTP/1.1 404 Not Found\r\n",
+            "Via: 1.1 ringway\r\n",
+        ),
+        (
+            "HTTP/1.1 404 \r\n",
+            "HTTP/1.1 404 \r\n",
+            "Via: 1.1 ringway\r\n",
+        ),
+        (
+            "HTTP/1.0 200 Fine Thanks\r\n",
+            "HTTP/1.1 200 Fine Thanks\r\n",
+            "Via: 1.0 ringway\r\n",
+        ),
         (
             "HTTP/1.1 503 Service Unavailable\r\nVia: 1.1 a\r\nvia: 1.0 b\r\n",
             "HTTP/1.1 503 Service Unavailable\r\n",
@@ -535,7 +710,8 @@ fn response_status_line_and_via() {
     for &(upstream, status_line, via) in cases {
         let raw = format!("{upstream}Date: {UPSTREAM_DATE}\r\nContent-Length: 0\r\n\r\n");
         let out = respond(raw.as_bytes(), false, ClientFraming::Length(0), false, 1);
-        let expected = format!("{status_line}Date: {UPSTREAM_DATE}\r\n{via}Content-Length: 0\r\n\r\n");
+        let expected =
+            format!("{status_line}Date: {UPSTREAM_DATE}\r\n{via}Content-Length: 0\r\n\r\n");
         assert_eq!(out, expected, "{upstream:?}");
     }
 }
@@ -558,8 +734,17 @@ fn response_clears_output_first() {
     let raw = format!("HTTP/1.1 200 OK\r\nDate: {UPSTREAM_DATE}\r\nContent-Length: 0\r\n\r\n");
     let head = response(raw.as_bytes(), false);
     let mut out = b"stale bytes".to_vec();
-    write_response_head(&mut out, raw.as_bytes(), &head, ClientFraming::Length(0), false, 1);
-    let expected = format!("HTTP/1.1 200 OK\r\nDate: {UPSTREAM_DATE}\r\nVia: 1.1 ringway\r\nContent-Length: 0\r\n\r\n");
+    write_response_head(
+        &mut out,
+        raw.as_bytes(),
+        &head,
+        ClientFraming::Length(0),
+        false,
+        1,
+    );
+    let expected = format!(
+        "HTTP/1.1 200 OK\r\nDate: {UPSTREAM_DATE}\r\nVia: 1.1 ringway\r\nContent-Length: 0\r\n\r\n"
+    );
     assert_eq!(out, expected.as_bytes());
 }
 
@@ -568,12 +753,18 @@ fn interim_head_exact_bytes() {
     // RFC 9110 section 15.2: an interim response ends at its head, so ringway adds neither
     // framing nor Date.
     let cases: &[(&str, &str)] = &[
-        ("HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 100 Continue\r\nVia: 1.1 ringway\r\n\r\n"),
+        (
+            "HTTP/1.1 100 Continue\r\n\r\n",
+            "HTTP/1.1 100 Continue\r\nVia: 1.1 ringway\r\n\r\n",
+        ),
         (
             "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nConnection: X-A\r\nX-A: 1\r\nlink: </b.js>; rel=preload\r\n\r\n",
             "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nlink: </b.js>; rel=preload\r\nVia: 1.1 ringway\r\n\r\n",
         ),
-        ("HTTP/1.1 102 \r\nVia: 1.1 a\r\n\r\n", "HTTP/1.1 102 \r\nVia: 1.1 a, 1.1 ringway\r\n\r\n"),
+        (
+            "HTTP/1.1 102 \r\nVia: 1.1 a\r\n\r\n",
+            "HTTP/1.1 102 \r\nVia: 1.1 a, 1.1 ringway\r\n\r\n",
+        ),
     ];
     for &(raw, expected) in cases {
         let head = response(raw.as_bytes(), false);
@@ -590,7 +781,12 @@ fn error_response_exact_bytes() {
         (404, "Not Found", "no route for host \"a\"", false),
         (502, "Bad Gateway", "", true),
         // The length counts bytes, not characters.
-        (431, "Request Header Fields Too Large", "caf\u{e9} \u{2014} too large", false),
+        (
+            431,
+            "Request Header Fields Too Large",
+            "caf\u{e9} \u{2014} too large",
+            false,
+        ),
     ];
     for &(status, reason, detail, close) in cases {
         let body = format!("{status} {reason}: {detail}\n");
@@ -604,8 +800,16 @@ fn error_response_exact_bytes() {
             let before = now_seconds();
             write_error_response(&mut out, status, reason, detail, close, head_only);
             let out = String::from_utf8(out).unwrap();
-            let expected = if head_only { head.clone() } else { format!("{head}{body}") };
-            assert_eq!(without_current_date(&out, before), expected, "{status} head_only={head_only}");
+            let expected = if head_only {
+                head.clone()
+            } else {
+                format!("{head}{body}")
+            };
+            assert_eq!(
+                without_current_date(&out, before),
+                expected,
+                "{status} head_only={head_only}"
+            );
         }
     }
 }
@@ -615,10 +819,19 @@ fn error_response_length_matches_body() {
     // Parse what a client would see: Content-Length must cover the body exactly, or the next
     // response on the connection would be misread.
     let mut out = Vec::new();
-    write_error_response(&mut out, 505, "HTTP Version Not Supported", "unsupported version \"HTTP/2.0\"", false, false);
+    write_error_response(
+        &mut out,
+        505,
+        "HTTP Version Not Supported",
+        "unsupported version \"HTTP/2.0\"",
+        false,
+        false,
+    );
     let mut headers = [httparse::EMPTY_HEADER; 8];
     let mut parsed = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head_len) = parsed.parse(&out).expect("error response does not parse") else {
+    let httparse::Status::Complete(head_len) =
+        parsed.parse(&out).expect("error response does not parse")
+    else {
         panic!("error response head is incomplete");
     };
     assert_eq!(parsed.code, Some(505));
@@ -626,7 +839,12 @@ fn error_response_length_matches_body() {
         .headers
         .iter()
         .find(|header| header.name.eq_ignore_ascii_case("content-length"))
-        .map(|header| std::str::from_utf8(header.value).unwrap().parse::<usize>().unwrap())
+        .map(|header| {
+            std::str::from_utf8(header.value)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
         .expect("no Content-Length");
     assert_eq!(length, out.len() - head_len);
 }

@@ -5,7 +5,10 @@ use super::*;
 use crate::http::body::BodyKind;
 
 /// Limits large enough for every case that is not about limits.
-const LIMITS: HeadLimits = HeadLimits { max_head_bytes: 8 * 1024, max_header_count: 64 };
+const LIMITS: HeadLimits = HeadLimits {
+    max_head_bytes: 8 * 1024,
+    max_header_count: 64,
+};
 
 /// Bytes that may follow a head in the same read: none, a body, and a pipelined request.
 const TRAILING: [&[u8]; 3] = [b"", b"hello", b"GET /next HTTP/1.1\r\nHost: b\r\n\r\n"];
@@ -46,7 +49,8 @@ fn resp(buf: &[u8], request_was_head: bool) -> Result<ResponseHead, ProxyError> 
 }
 
 fn resp_ok(buf: &[u8], request_was_head: bool) -> ResponseHead {
-    resp(buf, request_was_head).unwrap_or_else(|err| panic!("response {} rejected: {err}", shown(buf)))
+    resp(buf, request_was_head)
+        .unwrap_or_else(|err| panic!("response {} rejected: {err}", shown(buf)))
 }
 
 fn text(buf: &[u8], span: Span) -> &str {
@@ -54,7 +58,10 @@ fn text(buf: &[u8], span: Span) -> &str {
 }
 
 fn texts(buf: &[u8], spans: &[Span]) -> Vec<String> {
-    spans.iter().map(|&span| text(buf, span).to_owned()).collect()
+    spans
+        .iter()
+        .map(|&span| text(buf, span).to_owned())
+        .collect()
 }
 
 /// Builds a request head from a request line and header lines, each without its CRLF.
@@ -83,7 +90,11 @@ fn response_of(status_line: &str, lines: &[&str]) -> Vec<u8> {
 /// Asserts that `err` has `kind` and that its detail contains `fragment`.
 fn assert_error(case: &str, err: &ProxyError, kind: Kind, fragment: &str) {
     assert_eq!(err.kind, kind, "{case}: wrong kind for error {err}");
-    assert!(err.detail.contains(fragment), "{case}: detail {:?} does not contain {fragment:?}", err.detail);
+    assert!(
+        err.detail.contains(fragment),
+        "{case}: detail {:?} does not contain {fragment:?}",
+        err.detail
+    );
 }
 
 /// A request that must parse, with the values it must parse to.
@@ -201,8 +212,15 @@ fn assert_valid_request(case: &ValidRequest, buf: &[u8], head: &RequestHead) {
     assert_eq!(text(buf, head.target), case.target, "{name}: target");
     assert_eq!(head.target_form, Some(case.form), "{name}: target form");
     assert_eq!(text(buf, head.path), case.path, "{name}: path");
-    assert_eq!(head.authority(buf).map(|a| std::str::from_utf8(a).unwrap()), case.authority, "{name}: authority");
-    assert_eq!(head.minor_version, case.minor_version, "{name}: minor version");
+    assert_eq!(
+        head.authority(buf).map(|a| std::str::from_utf8(a).unwrap()),
+        case.authority,
+        "{name}: authority"
+    );
+    assert_eq!(
+        head.minor_version, case.minor_version,
+        "{name}: minor version"
+    );
     assert_eq!(head.head_len, case.head.len(), "{name}: head_len");
     assert_eq!(head.body, Some(case.body), "{name}: body");
     assert_eq!(head.keep_alive, case.keep_alive, "{name}: keep_alive");
@@ -225,7 +243,11 @@ fn request_every_split_is_partial() {
         for end in 0..case.head.len() {
             let mut head = RequestHead::default();
             let result = parse_request(&case.head[..end], LIMITS, &mut head);
-            assert!(matches!(result, Ok(false)), "{}: prefix of {end} bytes gave {result:?}", case.name);
+            assert!(
+                matches!(result, Ok(false)),
+                "{}: prefix of {end} bytes gave {result:?}",
+                case.name
+            );
         }
     }
 }
@@ -279,7 +301,13 @@ fn request_fields_keep_order_and_roles() {
     let got: Vec<(String, String, FieldRole)> = head
         .fields
         .iter()
-        .map(|field| (text(&buf, field.name).to_owned(), text(&buf, field.value).to_owned(), field.role))
+        .map(|field| {
+            (
+                text(&buf, field.name).to_owned(),
+                text(&buf, field.value).to_owned(),
+                field.role,
+            )
+        })
         .collect();
     let expected = [
         ("Host", "a", FieldRole::Host),
@@ -316,19 +344,55 @@ fn request_value_whitespace_trimmed() {
 fn request_framing_accepted() {
     let cases: &[(&str, &[&str], BodyKind)] = &[
         // RFC 9110 section 8.6: a list of identical values is one length.
-        ("identical list", &["Content-Length: 5, 5"], BodyKind::Length(5)),
-        ("identical lines", &["Content-Length: 5", "Content-Length: 5"], BodyKind::Length(5)),
-        ("list with ows", &["Content-Length: 5 ,\t5"], BodyKind::Length(5)),
+        (
+            "identical list",
+            &["Content-Length: 5, 5"],
+            BodyKind::Length(5),
+        ),
+        (
+            "identical lines",
+            &["Content-Length: 5", "Content-Length: 5"],
+            BodyKind::Length(5),
+        ),
+        (
+            "list with ows",
+            &["Content-Length: 5 ,\t5"],
+            BodyKind::Length(5),
+        ),
         // RFC 9110 section 8.6: Content-Length = 1*DIGIT, so leading zeros are digits.
-        ("leading zeros", &["Content-Length: 007"], BodyKind::Length(7)),
+        (
+            "leading zeros",
+            &["Content-Length: 007"],
+            BodyKind::Length(7),
+        ),
         ("zero", &["Content-Length: 0"], BodyKind::Length(0)),
-        ("max u64", &["Content-Length: 18446744073709551615"], BodyKind::Length(u64::MAX)),
+        (
+            "max u64",
+            &["Content-Length: 18446744073709551615"],
+            BodyKind::Length(u64::MAX),
+        ),
         // RFC 9112 section 7: transfer-coding names are case-insensitive.
-        ("chunked uppercase", &["Transfer-Encoding: Chunked"], BodyKind::Chunked),
-        ("chunked ows", &["Transfer-Encoding:  chunked "], BodyKind::Chunked),
+        (
+            "chunked uppercase",
+            &["Transfer-Encoding: Chunked"],
+            BodyKind::Chunked,
+        ),
+        (
+            "chunked ows",
+            &["Transfer-Encoding:  chunked "],
+            BodyKind::Chunked,
+        ),
         // RFC 9110 section 5.6.1: empty list elements are ignored.
-        ("chunked empty element", &["Transfer-Encoding: chunked ,"], BodyKind::Chunked),
-        ("chunked leading comma", &["Transfer-Encoding: , chunked"], BodyKind::Chunked),
+        (
+            "chunked empty element",
+            &["Transfer-Encoding: chunked ,"],
+            BodyKind::Chunked,
+        ),
+        (
+            "chunked leading comma",
+            &["Transfer-Encoding: , chunked"],
+            BodyKind::Chunked,
+        ),
         // RFC 9112 section 6.3 item 7: a request without Content-Length and Transfer-Encoding has
         // no body.
         ("no framing", &[], BodyKind::None),
@@ -370,13 +434,48 @@ fn request_rejections() {
             Kind::BadRequest,
             "conflicting Content-Length values 5 and 6",
         ),
-        ("cl not numeric", post(&["Content-Length: abc"]), Kind::BadRequest, "invalid Content-Length \"abc\""),
-        ("cl plus sign", post(&["Content-Length: +5"]), Kind::BadRequest, "invalid Content-Length \"+5\""),
-        ("cl negative", post(&["Content-Length: -1"]), Kind::BadRequest, "invalid Content-Length \"-1\""),
-        ("cl empty", post(&["Content-Length: "]), Kind::BadRequest, "invalid Content-Length \"\""),
-        ("cl inner space", post(&["Content-Length: 1 0"]), Kind::BadRequest, "invalid Content-Length \"1 0\""),
-        ("cl hex", post(&["Content-Length: 0x10"]), Kind::BadRequest, "invalid Content-Length \"0x10\""),
-        ("cl empty element", post(&["Content-Length: 5,"]), Kind::BadRequest, "invalid Content-Length \"5,\""),
+        (
+            "cl not numeric",
+            post(&["Content-Length: abc"]),
+            Kind::BadRequest,
+            "invalid Content-Length \"abc\"",
+        ),
+        (
+            "cl plus sign",
+            post(&["Content-Length: +5"]),
+            Kind::BadRequest,
+            "invalid Content-Length \"+5\"",
+        ),
+        (
+            "cl negative",
+            post(&["Content-Length: -1"]),
+            Kind::BadRequest,
+            "invalid Content-Length \"-1\"",
+        ),
+        (
+            "cl empty",
+            post(&["Content-Length: "]),
+            Kind::BadRequest,
+            "invalid Content-Length \"\"",
+        ),
+        (
+            "cl inner space",
+            post(&["Content-Length: 1 0"]),
+            Kind::BadRequest,
+            "invalid Content-Length \"1 0\"",
+        ),
+        (
+            "cl hex",
+            post(&["Content-Length: 0x10"]),
+            Kind::BadRequest,
+            "invalid Content-Length \"0x10\"",
+        ),
+        (
+            "cl empty element",
+            post(&["Content-Length: 5,"]),
+            Kind::BadRequest,
+            "invalid Content-Length \"5,\"",
+        ),
         (
             "cl 20 digits overflow",
             post(&["Content-Length: 99999999999999999999"]),
@@ -416,15 +515,30 @@ fn request_rejections() {
             "last transfer coding of a request must be chunked",
         ),
         // RFC 9112 section 6.1: chunked must not be applied more than once.
-        ("te chunked twice", post(&["Transfer-Encoding: chunked, chunked"]), Kind::BadRequest, "more than once"),
+        (
+            "te chunked twice",
+            post(&["Transfer-Encoding: chunked, chunked"]),
+            Kind::BadRequest,
+            "more than once",
+        ),
         (
             "te chunked twice across lines",
             post(&["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"]),
             Kind::BadRequest,
             "more than once",
         ),
-        ("te empty", post(&["Transfer-Encoding: "]), Kind::BadRequest, "empty Transfer-Encoding"),
-        ("te only commas", post(&["Transfer-Encoding: , ,"]), Kind::BadRequest, "empty Transfer-Encoding"),
+        (
+            "te empty",
+            post(&["Transfer-Encoding: "]),
+            Kind::BadRequest,
+            "empty Transfer-Encoding",
+        ),
+        (
+            "te only commas",
+            post(&["Transfer-Encoding: , ,"]),
+            Kind::BadRequest,
+            "empty Transfer-Encoding",
+        ),
         // RFC 9112 section 6.1: a coding the server does not understand gets 501.
         (
             "te gzip then chunked",
@@ -433,40 +547,150 @@ fn request_rejections() {
             "transfer coding \"gzip\" is not supported",
         ),
         // RFC 9112 section 5.2: ringway rejects obs-fold instead of replacing it with spaces.
-        ("obs-fold", get11(&["Host: a", "X-A: b", " c"]), Kind::BadRequest, "malformed request head"),
-        ("obs-fold tab", get11(&["Host: a", "X-A: b", "\tc"]), Kind::BadRequest, "malformed request head"),
+        (
+            "obs-fold",
+            get11(&["Host: a", "X-A: b", " c"]),
+            Kind::BadRequest,
+            "malformed request head",
+        ),
+        (
+            "obs-fold tab",
+            get11(&["Host: a", "X-A: b", "\tc"]),
+            Kind::BadRequest,
+            "malformed request head",
+        ),
         // RFC 9112 section 5.1: no whitespace between field name and colon.
-        ("space before colon", get11(&["Host : a"]), Kind::BadRequest, "invalid header line"),
-        ("tab before colon", get11(&["Host\t: a"]), Kind::BadRequest, "invalid header line"),
+        (
+            "space before colon",
+            get11(&["Host : a"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
+        (
+            "tab before colon",
+            get11(&["Host\t: a"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
         // RFC 9112 section 2.2: whitespace before the first field line is rejected.
-        ("space before first header", get11(&[" Host: a"]), Kind::BadRequest, "invalid header line"),
+        (
+            "space before first header",
+            get11(&[" Host: a"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
         // RFC 9110 section 5.1: a field name is a token.
-        ("name with space", get11(&["Host: a", "X A: b"]), Kind::BadRequest, "invalid header line"),
-        ("name with quote", get11(&["Host: a", "X\"A: b"]), Kind::BadRequest, "invalid header line"),
-        ("name with slash", get11(&["Host: a", "X/A: b"]), Kind::BadRequest, "invalid header line"),
-        ("name with parenthesis", get11(&["Host: a", "X(A): b"]), Kind::BadRequest, "invalid header line"),
-        ("name non-ascii", get11(&["Host: a", "X-\u{e9}: b"]), Kind::BadRequest, "invalid header line"),
-        ("name empty", get11(&["Host: a", ": b"]), Kind::BadRequest, "invalid header line"),
-        ("line without colon", get11(&["Host: a", "X-A"]), Kind::BadRequest, "invalid header line"),
+        (
+            "name with space",
+            get11(&["Host: a", "X A: b"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
+        (
+            "name with quote",
+            get11(&["Host: a", "X\"A: b"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
+        (
+            "name with slash",
+            get11(&["Host: a", "X/A: b"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
+        (
+            "name with parenthesis",
+            get11(&["Host: a", "X(A): b"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
+        (
+            "name non-ascii",
+            get11(&["Host: a", "X-\u{e9}: b"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
+        (
+            "name empty",
+            get11(&["Host: a", ": b"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
+        (
+            "line without colon",
+            get11(&["Host: a", "X-A"]),
+            Kind::BadRequest,
+            "invalid header line",
+        ),
         // RFC 9110 section 5.5: CR, LF and NUL are invalid in a field value, and DEL is not a
         // field-vchar.
-        ("bare cr in value", get11(&["Host: a", "X-A: b\rc"]), Kind::BadRequest, "invalid byte in a header value"),
-        ("nul in value", get11(&["Host: a", "X-A: b\0c"]), Kind::BadRequest, "invalid byte in a header value"),
-        ("del in value", get11(&["Host: a", "X-A: b\x7fc"]), Kind::BadRequest, "invalid byte in a header value"),
+        (
+            "bare cr in value",
+            get11(&["Host: a", "X-A: b\rc"]),
+            Kind::BadRequest,
+            "invalid byte in a header value",
+        ),
+        (
+            "nul in value",
+            get11(&["Host: a", "X-A: b\0c"]),
+            Kind::BadRequest,
+            "invalid byte in a header value",
+        ),
+        (
+            "del in value",
+            get11(&["Host: a", "X-A: b\x7fc"]),
+            Kind::BadRequest,
+            "invalid byte in a header value",
+        ),
         // RFC 9112 section 3.2: exactly one valid Host in an HTTP/1.1 request.
-        ("missing host", get11(&["Accept: */*"]), Kind::BadRequest, "missing Host header"),
-        ("two hosts", get11(&["Host: a", "Host: a"]), Kind::BadRequest, "more than one Host header"),
+        (
+            "missing host",
+            get11(&["Accept: */*"]),
+            Kind::BadRequest,
+            "missing Host header",
+        ),
+        (
+            "two hosts",
+            get11(&["Host: a", "Host: a"]),
+            Kind::BadRequest,
+            "more than one Host header",
+        ),
         (
             "two hosts on 1.0",
             head_of("GET / HTTP/1.0", &["Host: a", "host: b"]),
             Kind::BadRequest,
             "more than one Host header",
         ),
-        ("host with space", get11(&["Host: a b"]), Kind::BadRequest, "invalid Host header \"a b\""),
-        ("host with slash", get11(&["Host: a/b"]), Kind::BadRequest, "invalid Host header \"a/b\""),
-        ("host with userinfo", get11(&["Host: user@host"]), Kind::BadRequest, "invalid Host header \"user@host\""),
-        ("host unclosed ipv6", get11(&["Host: [::1"]), Kind::BadRequest, "invalid Host header \"[::1\""),
-        ("host empty", get11(&["Host: "]), Kind::BadRequest, "invalid Host header \"\""),
+        (
+            "host with space",
+            get11(&["Host: a b"]),
+            Kind::BadRequest,
+            "invalid Host header \"a b\"",
+        ),
+        (
+            "host with slash",
+            get11(&["Host: a/b"]),
+            Kind::BadRequest,
+            "invalid Host header \"a/b\"",
+        ),
+        (
+            "host with userinfo",
+            get11(&["Host: user@host"]),
+            Kind::BadRequest,
+            "invalid Host header \"user@host\"",
+        ),
+        (
+            "host unclosed ipv6",
+            get11(&["Host: [::1"]),
+            Kind::BadRequest,
+            "invalid Host header \"[::1\"",
+        ),
+        (
+            "host empty",
+            get11(&["Host: "]),
+            Kind::BadRequest,
+            "invalid Host header \"\"",
+        ),
         (
             "host invalid on 1.0",
             head_of("GET / HTTP/1.0", &["Host: a b"]),
@@ -489,16 +713,39 @@ fn request_rejections() {
         // RFC 9110 section 9.3.6: CONNECT requests a tunnel, which ringway does not open.
         (
             "connect",
-            head_of("CONNECT example.com:443 HTTP/1.1", &["Host: example.com:443"]),
+            head_of(
+                "CONNECT example.com:443 HTTP/1.1",
+                &["Host: example.com:443"],
+            ),
             Kind::MethodNotImplemented,
             "CONNECT",
         ),
         // RFC 9112 section 3.2.4: asterisk-form is only for OPTIONS.
-        ("asterisk with get", get11_target("*"), Kind::BadRequest, "only valid with OPTIONS"),
+        (
+            "asterisk with get",
+            get11_target("*"),
+            Kind::BadRequest,
+            "only valid with OPTIONS",
+        ),
         // RFC 9112 section 3.2: origin-form starts with "/", absolute-form with a scheme.
-        ("target without slash", get11_target("index.html"), Kind::BadRequest, "invalid request target \"index.html\""),
-        ("target other scheme", get11_target("ftp://a/b"), Kind::BadRequest, "invalid request target \"ftp://a/b\""),
-        ("target bare scheme", get11_target("http://"), Kind::BadRequest, "invalid request target \"http://\""),
+        (
+            "target without slash",
+            get11_target("index.html"),
+            Kind::BadRequest,
+            "invalid request target \"index.html\"",
+        ),
+        (
+            "target other scheme",
+            get11_target("ftp://a/b"),
+            Kind::BadRequest,
+            "invalid request target \"ftp://a/b\"",
+        ),
+        (
+            "target bare scheme",
+            get11_target("http://"),
+            Kind::BadRequest,
+            "invalid request target \"http://\"",
+        ),
         (
             "target authority-form",
             get11_target("example.com:80"),
@@ -518,19 +765,69 @@ fn request_rejections() {
             Kind::BadRequest,
             "invalid authority in request target",
         ),
-        ("absolute bad port", get11_target("http://a:80x/"), Kind::BadRequest, "invalid authority in request target"),
+        (
+            "absolute bad port",
+            get11_target("http://a:80x/"),
+            Kind::BadRequest,
+            "invalid authority in request target",
+        ),
         // RFC 9112 section 3: request-line = method SP request-target SP HTTP-version.
-        ("space in target", head_of("GET /a b HTTP/1.1", &["Host: a"]), Kind::BadRequest, "malformed request line"),
-        ("lowercase version", head_of("GET / http/1.1", &["Host: a"]), Kind::BadRequest, "malformed request line"),
-        ("missing version", head_of("GET /", &["Host: a"]), Kind::BadRequest, "malformed request"),
-        ("double space", head_of("GET  / HTTP/1.1", &["Host: a"]), Kind::BadRequest, "malformed request head"),
-        ("empty method", head_of(" / HTTP/1.1", &["Host: a"]), Kind::BadRequest, "malformed request head"),
+        (
+            "space in target",
+            head_of("GET /a b HTTP/1.1", &["Host: a"]),
+            Kind::BadRequest,
+            "malformed request line",
+        ),
+        (
+            "lowercase version",
+            head_of("GET / http/1.1", &["Host: a"]),
+            Kind::BadRequest,
+            "malformed request line",
+        ),
+        (
+            "missing version",
+            head_of("GET /", &["Host: a"]),
+            Kind::BadRequest,
+            "malformed request",
+        ),
+        (
+            "double space",
+            head_of("GET  / HTTP/1.1", &["Host: a"]),
+            Kind::BadRequest,
+            "malformed request head",
+        ),
+        (
+            "empty method",
+            head_of(" / HTTP/1.1", &["Host: a"]),
+            Kind::BadRequest,
+            "malformed request head",
+        ),
         // ringway speaks HTTP/1.0 and HTTP/1.1 only. RFC 9110 section 2.5 suggests serving HTTP/1.2
         // as HTTP/1.1, but httparse reads no other minor version, so it gets 505 too.
-        ("http/2.0", head_of("GET / HTTP/2.0", &["Host: a"]), Kind::VersionNotSupported, "HTTP/1.0 and HTTP/1.1"),
-        ("http/1.2", head_of("GET / HTTP/1.2", &["Host: a"]), Kind::VersionNotSupported, "HTTP/1.0 and HTTP/1.1"),
-        ("http/0.9", head_of("GET / HTTP/0.9", &["Host: a"]), Kind::VersionNotSupported, "HTTP/1.0 and HTTP/1.1"),
-        ("http/3", head_of("GET / HTTP/3", &["Host: a"]), Kind::VersionNotSupported, "HTTP/1.0 and HTTP/1.1"),
+        (
+            "http/2.0",
+            head_of("GET / HTTP/2.0", &["Host: a"]),
+            Kind::VersionNotSupported,
+            "HTTP/1.0 and HTTP/1.1",
+        ),
+        (
+            "http/1.2",
+            head_of("GET / HTTP/1.2", &["Host: a"]),
+            Kind::VersionNotSupported,
+            "HTTP/1.0 and HTTP/1.1",
+        ),
+        (
+            "http/0.9",
+            head_of("GET / HTTP/0.9", &["Host: a"]),
+            Kind::VersionNotSupported,
+            "HTTP/1.0 and HTTP/1.1",
+        ),
+        (
+            "http/3",
+            head_of("GET / HTTP/3", &["Host: a"]),
+            Kind::VersionNotSupported,
+            "HTTP/1.0 and HTTP/1.1",
+        ),
     ];
     for (name, buf, kind, fragment) in &cases {
         assert_error(name, &req_err(buf), *kind, fragment);
@@ -557,9 +854,18 @@ fn request_rejection_same_at_every_split() {
         for end in 1..=buf.len() {
             let mut head = RequestHead::default();
             match parse_request(&buf[..end], LIMITS, &mut head) {
-                Ok(false) => assert!(end < buf.len(), "{}: whole head reported as incomplete", shown(buf)),
+                Ok(false) => assert!(
+                    end < buf.len(),
+                    "{}: whole head reported as incomplete",
+                    shown(buf)
+                ),
                 Ok(true) => panic!("{}: prefix of {end} bytes accepted", shown(buf)),
-                Err(err) => assert_eq!(err.kind, kind, "{}: prefix of {end} bytes gave {err}", shown(buf)),
+                Err(err) => assert_eq!(
+                    err.kind,
+                    kind,
+                    "{}: prefix of {end} bytes gave {err}",
+                    shown(buf)
+                ),
             }
         }
     }
@@ -587,13 +893,24 @@ fn request_absolute_form_targets() {
         ("http://a/%2F?x=%2F", "a", "/%2F"),
     ];
     for &(target, authority, path) in cases {
-        let buf = head_of(&format!("GET {target} HTTP/1.1"), &["Host: ignored.example"]);
+        let buf = head_of(
+            &format!("GET {target} HTTP/1.1"),
+            &["Host: ignored.example"],
+        );
         let head = req(&buf).unwrap_or_else(|err| panic!("{target}: rejected: {err}"));
         assert_eq!(head.target_form, Some(TargetForm::Absolute), "{target}");
-        assert_eq!(head.target_authority.map(|span| text(&buf, span)), Some(authority), "{target}");
+        assert_eq!(
+            head.target_authority.map(|span| text(&buf, span)),
+            Some(authority),
+            "{target}"
+        );
         assert_eq!(head.authority(&buf), Some(authority.as_bytes()), "{target}");
         assert_eq!(text(&buf, head.path), path, "{target}");
-        assert_eq!(head.host.map(|span| text(&buf, span)), Some("ignored.example"), "{target}");
+        assert_eq!(
+            head.host.map(|span| text(&buf, span)),
+            Some("ignored.example"),
+            "{target}"
+        );
     }
 }
 
@@ -608,47 +925,80 @@ fn request_http10_absolute_form_without_host() {
 #[test]
 fn request_header_count_limit() {
     // More field lines than limits.max_header_count get 431 (RFC 6585 section 5).
-    let limits = HeadLimits { max_head_bytes: 8 * 1024, max_header_count: 3 };
+    let limits = HeadLimits {
+        max_head_bytes: 8 * 1024,
+        max_header_count: 3,
+    };
     let three = head_of("GET / HTTP/1.1", &["Host: a", "X-1: 1", "X-2: 2"]);
     assert_eq!(req_with(&three, limits).unwrap().fields.len(), 3);
 
     let four = head_of("GET / HTTP/1.1", &["Host: a", "X-1: 1", "X-2: 2", "X-3: 3"]);
     let err = req_with(&four, limits).expect_err("four header lines accepted");
-    assert_error("four lines", &err, Kind::HeadTooLarge, "more than 3 header lines");
+    assert_error(
+        "four lines",
+        &err,
+        Kind::HeadTooLarge,
+        "more than 3 header lines",
+    );
 }
 
 #[test]
 fn request_header_count_capped() {
     // A configured count above MAX_HEADER_COUNT is capped, because the parser's slots are a
     // fixed array.
-    let limits = HeadLimits { max_head_bytes: 64 * 1024, max_header_count: MAX_HEADER_COUNT + 10 };
-    let lines: Vec<String> =
-        std::iter::once("Host: a".to_owned()).chain((0..MAX_HEADER_COUNT).map(|i| format!("X-{i}: {i}"))).collect();
+    let limits = HeadLimits {
+        max_head_bytes: 64 * 1024,
+        max_header_count: MAX_HEADER_COUNT + 10,
+    };
+    let lines: Vec<String> = std::iter::once("Host: a".to_owned())
+        .chain((0..MAX_HEADER_COUNT).map(|i| format!("X-{i}: {i}")))
+        .collect();
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let buf = head_of("GET / HTTP/1.1", &lines);
     let err = req_with(&buf, limits).expect_err("too many header lines accepted");
     assert_eq!(err.kind, Kind::HeadTooLarge);
 
     let buf = head_of("GET / HTTP/1.1", &lines[..MAX_HEADER_COUNT]);
-    assert_eq!(req_with(&buf, limits).unwrap().fields.len(), MAX_HEADER_COUNT);
+    assert_eq!(
+        req_with(&buf, limits).unwrap().fields.len(),
+        MAX_HEADER_COUNT
+    );
 }
 
 #[test]
 fn request_head_byte_limit() {
-    let buf = head_of("GET / HTTP/1.1", &["Host: a", "X-Pad: 0123456789012345678901234567890123456789"]);
-    let exact = HeadLimits { max_head_bytes: buf.len(), max_header_count: 8 };
+    let buf = head_of(
+        "GET / HTTP/1.1",
+        &["Host: a", "X-Pad: 0123456789012345678901234567890123456789"],
+    );
+    let exact = HeadLimits {
+        max_head_bytes: buf.len(),
+        max_header_count: 8,
+    };
     assert_eq!(req_with(&buf, exact).unwrap().head_len, buf.len());
 
-    let short = HeadLimits { max_head_bytes: buf.len() - 1, max_header_count: 8 };
+    let short = HeadLimits {
+        max_head_bytes: buf.len() - 1,
+        max_header_count: 8,
+    };
     // The whole head arrived in one read.
     let err = req_with(&buf, short).expect_err("head over the limit accepted");
-    assert_error("complete", &err, Kind::HeadTooLarge, &format!("larger than {} bytes", buf.len() - 1));
+    assert_error(
+        "complete",
+        &err,
+        Kind::HeadTooLarge,
+        &format!("larger than {} bytes", buf.len() - 1),
+    );
     // Only the first max_head_bytes arrived, and the head has not ended.
     let mut head = RequestHead::default();
-    let err = parse_request(&buf[..buf.len() - 1], short, &mut head).expect_err("partial head at the limit");
+    let err = parse_request(&buf[..buf.len() - 1], short, &mut head)
+        .expect_err("partial head at the limit");
     assert_eq!(err.kind, Kind::HeadTooLarge);
     // One byte less is still below the limit.
-    assert!(matches!(parse_request(&buf[..buf.len() - 2], short, &mut head), Ok(false)));
+    assert!(matches!(
+        parse_request(&buf[..buf.len() - 2], short, &mut head),
+        Ok(false)
+    ));
 }
 
 #[test]
@@ -656,12 +1006,18 @@ fn request_line_limit_uri_too_long() {
     // RFC 9112 section 3: a request line longer than the server accepts gets 414.
     let long_target = format!("/{}", "a".repeat(100));
     let buf = head_of(&format!("GET {long_target} HTTP/1.1"), &["Host: a"]);
-    let limits = HeadLimits { max_head_bytes: 64, max_header_count: 8 };
+    let limits = HeadLimits {
+        max_head_bytes: 64,
+        max_header_count: 8,
+    };
     for end in 0..=buf.len() {
         let mut head = RequestHead::default();
         let result = parse_request(&buf[..end], limits, &mut head);
         if end < 64 {
-            assert!(matches!(result, Ok(false)), "prefix of {end} bytes gave {result:?}");
+            assert!(
+                matches!(result, Ok(false)),
+                "prefix of {end} bytes gave {result:?}"
+            );
         } else {
             let err = result.expect_err("request line over the limit accepted");
             assert_error(
@@ -680,16 +1036,61 @@ fn request_keep_alive() {
     // with "keep-alive".
     let cases: &[(&str, &str, &[&str], bool)] = &[
         ("1.1 default", "HTTP/1.1", &["Host: a"], true),
-        ("1.1 close", "HTTP/1.1", &["Host: a", "Connection: close"], false),
-        ("1.1 close uppercase", "HTTP/1.1", &["Host: a", "Connection: CLOSE"], false),
-        ("1.1 close in list", "HTTP/1.1", &["Host: a", "Connection: X-A, close"], false),
-        ("1.1 close second line", "HTTP/1.1", &["Host: a", "Connection: X-A", "Connection: close"], false),
-        ("1.1 keep-alive", "HTTP/1.1", &["Host: a", "Connection: keep-alive"], true),
-        ("1.1 close wins", "HTTP/1.1", &["Host: a", "Connection: keep-alive, close"], false),
+        (
+            "1.1 close",
+            "HTTP/1.1",
+            &["Host: a", "Connection: close"],
+            false,
+        ),
+        (
+            "1.1 close uppercase",
+            "HTTP/1.1",
+            &["Host: a", "Connection: CLOSE"],
+            false,
+        ),
+        (
+            "1.1 close in list",
+            "HTTP/1.1",
+            &["Host: a", "Connection: X-A, close"],
+            false,
+        ),
+        (
+            "1.1 close second line",
+            "HTTP/1.1",
+            &["Host: a", "Connection: X-A", "Connection: close"],
+            false,
+        ),
+        (
+            "1.1 keep-alive",
+            "HTTP/1.1",
+            &["Host: a", "Connection: keep-alive"],
+            true,
+        ),
+        (
+            "1.1 close wins",
+            "HTTP/1.1",
+            &["Host: a", "Connection: keep-alive, close"],
+            false,
+        ),
         ("1.0 default", "HTTP/1.0", &[], false),
-        ("1.0 keep-alive", "HTTP/1.0", &["Connection: keep-alive"], true),
-        ("1.0 keep-alive mixed case", "HTTP/1.0", &["Connection: Keep-Alive"], true),
-        ("1.0 keep-alive and close", "HTTP/1.0", &["Connection: keep-alive", "Connection: close"], false),
+        (
+            "1.0 keep-alive",
+            "HTTP/1.0",
+            &["Connection: keep-alive"],
+            true,
+        ),
+        (
+            "1.0 keep-alive mixed case",
+            "HTTP/1.0",
+            &["Connection: Keep-Alive"],
+            true,
+        ),
+        (
+            "1.0 keep-alive and close",
+            "HTTP/1.0",
+            &["Connection: keep-alive", "Connection: close"],
+            false,
+        ),
         ("1.0 other token", "HTTP/1.0", &["Connection: X-A"], false),
     ];
     for &(name, version, lines, keep_alive) in cases {
@@ -704,10 +1105,18 @@ fn request_connection_tokens() {
     // and keep-alive, which ringway reads itself.
     let buf = head_of(
         "GET / HTTP/1.1",
-        &["Host: a", "Connection: keep-alive, X-Hop ,, Upgrade", "Connection:", "connection: x-other,close"],
+        &[
+            "Host: a",
+            "Connection: keep-alive, X-Hop ,, Upgrade",
+            "Connection:",
+            "connection: x-other,close",
+        ],
     );
     let head = req_ok(&buf);
-    assert_eq!(texts(&buf, &head.connection_tokens), ["X-Hop", "Upgrade", "x-other"]);
+    assert_eq!(
+        texts(&buf, &head.connection_tokens),
+        ["X-Hop", "Upgrade", "x-other"]
+    );
     assert!(!head.keep_alive);
 }
 
@@ -716,8 +1125,18 @@ fn request_expect_continue() {
     // RFC 9110 section 10.1.1: 100-continue is matched case-insensitively, and a server ignores
     // it in an HTTP/1.0 request.
     let cases: &[(&str, &str, &[&str], bool)] = &[
-        ("1.1", "HTTP/1.1", &["Host: a", "Expect: 100-continue"], true),
-        ("1.1 mixed case", "HTTP/1.1", &["Host: a", "Expect: 100-Continue"], true),
+        (
+            "1.1",
+            "HTTP/1.1",
+            &["Host: a", "Expect: 100-continue"],
+            true,
+        ),
+        (
+            "1.1 mixed case",
+            "HTTP/1.1",
+            &["Host: a", "Expect: 100-Continue"],
+            true,
+        ),
         ("1.1 without", "HTTP/1.1", &["Host: a"], false),
         ("1.0", "HTTP/1.0", &["Expect: 100-continue"], false),
     ];
@@ -840,7 +1259,8 @@ const VALID_RESPONSES: &[ValidResponse] = &[
     ValidResponse {
         // RFC 9112 section 6.3 item 6: Content-Length frames the body.
         name: "content-length",
-        head: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+        head:
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
         request_was_head: false,
         status: 200,
         reason: "OK",
@@ -955,7 +1375,10 @@ fn assert_valid_response(case: &ValidResponse, buf: &[u8], head: &ResponseHead) 
     assert_eq!(head.head_len, case.head.len(), "{name}: head_len");
     assert_eq!(head.body, Some(case.body), "{name}: body");
     assert_eq!(head.keep_alive, case.keep_alive, "{name}: keep_alive");
-    assert_eq!(head.content_length, case.content_length, "{name}: content_length");
+    assert_eq!(
+        head.content_length, case.content_length,
+        "{name}: content_length"
+    );
     assert_eq!(head.has_date, case.has_date, "{name}: has_date");
 }
 
@@ -964,7 +1387,8 @@ fn response_valid_heads() {
     for case in VALID_RESPONSES {
         for trailing in TRAILING {
             let buf = [case.head, trailing].concat();
-            let head = resp(&buf, case.request_was_head).unwrap_or_else(|err| panic!("{}: rejected: {err}", case.name));
+            let head = resp(&buf, case.request_was_head)
+                .unwrap_or_else(|err| panic!("{}: rejected: {err}", case.name));
             assert_valid_response(case, &buf, &head);
         }
     }
@@ -975,8 +1399,13 @@ fn response_every_split_is_partial() {
     for case in VALID_RESPONSES {
         for end in 0..case.head.len() {
             let mut head = ResponseHead::default();
-            let result = parse_response(&case.head[..end], LIMITS, case.request_was_head, &mut head);
-            assert!(matches!(result, Ok(false)), "{}: prefix of {end} bytes gave {result:?}", case.name);
+            let result =
+                parse_response(&case.head[..end], LIMITS, case.request_was_head, &mut head);
+            assert!(
+                matches!(result, Ok(false)),
+                "{}: prefix of {end} bytes gave {result:?}",
+                case.name
+            );
         }
     }
 }
@@ -1005,8 +1434,8 @@ fn response_framing_by_status() {
     for &(status_line, request_was_head) in bodiless {
         for &lines in framings {
             let buf = response_of(status_line, lines);
-            let head =
-                resp(&buf, request_was_head).unwrap_or_else(|err| panic!("{status_line} {lines:?}: rejected: {err}"));
+            let head = resp(&buf, request_was_head)
+                .unwrap_or_else(|err| panic!("{status_line} {lines:?}: rejected: {err}"));
             assert_eq!(head.body, Some(BodyKind::None), "{status_line} {lines:?}");
             let length = lines.contains(&"Content-Length: 10").then_some(10);
             assert_eq!(head.content_length, length, "{status_line} {lines:?}");
@@ -1020,16 +1449,40 @@ fn response_framing_with_body() {
         ("cl", &["Content-Length: 10"], BodyKind::Length(10)),
         ("cl zero", &["Content-Length: 0"], BodyKind::Length(0)),
         // RFC 9110 section 8.6: identical values are one length.
-        ("cl identical list", &["Content-Length: 10, 10"], BodyKind::Length(10)),
-        ("cl identical lines", &["Content-Length: 10", "Content-Length: 10"], BodyKind::Length(10)),
-        ("chunked", &["Transfer-Encoding: chunked"], BodyKind::Chunked),
-        ("chunked uppercase", &["Transfer-Encoding: CHUNKED"], BodyKind::Chunked),
-        ("chunked empty element", &["Transfer-Encoding: chunked,"], BodyKind::Chunked),
+        (
+            "cl identical list",
+            &["Content-Length: 10, 10"],
+            BodyKind::Length(10),
+        ),
+        (
+            "cl identical lines",
+            &["Content-Length: 10", "Content-Length: 10"],
+            BodyKind::Length(10),
+        ),
+        (
+            "chunked",
+            &["Transfer-Encoding: chunked"],
+            BodyKind::Chunked,
+        ),
+        (
+            "chunked uppercase",
+            &["Transfer-Encoding: CHUNKED"],
+            BodyKind::Chunked,
+        ),
+        (
+            "chunked empty element",
+            &["Transfer-Encoding: chunked,"],
+            BodyKind::Chunked,
+        ),
         ("neither", &[], BodyKind::CloseDelimited),
         ("206 with cl", &["Content-Length: 3"], BodyKind::Length(3)),
     ];
     for &(name, lines, body) in cases {
-        let status_line = if name.starts_with("206") { "HTTP/1.1 206 Partial Content" } else { "HTTP/1.1 200 OK" };
+        let status_line = if name.starts_with("206") {
+            "HTTP/1.1 206 Partial Content"
+        } else {
+            "HTTP/1.1 200 OK"
+        };
         let buf = response_of(status_line, lines);
         let head = resp(&buf, false).unwrap_or_else(|err| panic!("{name}: rejected: {err}"));
         assert_eq!(head.body, Some(body), "{name}");
@@ -1058,49 +1511,138 @@ fn response_rejections() {
             ok200(&["Content-Length: 5", "Content-Length: 6"]),
             "conflicting Content-Length values 5 and 6",
         ),
-        ("differing cl list", ok200(&["Content-Length: 5, 6"]), "conflicting Content-Length values 5 and 6"),
-        ("cl not numeric", ok200(&["Content-Length: abc"]), "invalid Content-Length \"abc\""),
-        ("cl negative", ok200(&["Content-Length: -1"]), "invalid Content-Length \"-1\""),
-        ("cl overflow", ok200(&["Content-Length: 18446744073709551616"]), "invalid Content-Length"),
+        (
+            "differing cl list",
+            ok200(&["Content-Length: 5, 6"]),
+            "conflicting Content-Length values 5 and 6",
+        ),
+        (
+            "cl not numeric",
+            ok200(&["Content-Length: abc"]),
+            "invalid Content-Length \"abc\"",
+        ),
+        (
+            "cl negative",
+            ok200(&["Content-Length: -1"]),
+            "invalid Content-Length \"-1\"",
+        ),
+        (
+            "cl overflow",
+            ok200(&["Content-Length: 18446744073709551616"]),
+            "invalid Content-Length",
+        ),
         // ringway decodes only chunked, and would otherwise pass on a coded body as plain.
-        ("te gzip", ok200(&["Transfer-Encoding: gzip"]), "unsupported transfer coding \"gzip\""),
-        ("te gzip then chunked", ok200(&["Transfer-Encoding: gzip, chunked"]), "unsupported transfer coding \"gzip\""),
-        ("te chunked then gzip", ok200(&["Transfer-Encoding: chunked, gzip"]), "unsupported transfer coding \"gzip\""),
+        (
+            "te gzip",
+            ok200(&["Transfer-Encoding: gzip"]),
+            "unsupported transfer coding \"gzip\"",
+        ),
+        (
+            "te gzip then chunked",
+            ok200(&["Transfer-Encoding: gzip, chunked"]),
+            "unsupported transfer coding \"gzip\"",
+        ),
+        (
+            "te chunked then gzip",
+            ok200(&["Transfer-Encoding: chunked, gzip"]),
+            "unsupported transfer coding \"gzip\"",
+        ),
         // RFC 9112 section 6.1: chunked must not be applied more than once.
-        ("te chunked twice", ok200(&["Transfer-Encoding: chunked, chunked"]), "chunked is applied more than once"),
-        ("te empty", ok200(&["Transfer-Encoding: "]), "empty Transfer-Encoding"),
+        (
+            "te chunked twice",
+            ok200(&["Transfer-Encoding: chunked, chunked"]),
+            "chunked is applied more than once",
+        ),
+        (
+            "te empty",
+            ok200(&["Transfer-Encoding: "]),
+            "empty Transfer-Encoding",
+        ),
         // RFC 9110 section 15: status codes are 100 to 599.
-        ("status 99", response_of("HTTP/1.1 099 Low", &[]), "invalid status code 99"),
-        ("status 600", response_of("HTTP/1.1 600 High", &[]), "invalid status code 600"),
-        ("status four digits", response_of("HTTP/1.1 2000 OK", &[]), "malformed response head"),
-        ("status missing", response_of("HTTP/1.1 OK", &[]), "malformed response head"),
-        ("garbage status line", response_of("garbage", &[]), "malformed response head"),
-        ("http/2 status line", response_of("HTTP/2 200", &[]), "malformed response head"),
+        (
+            "status 99",
+            response_of("HTTP/1.1 099 Low", &[]),
+            "invalid status code 99",
+        ),
+        (
+            "status 600",
+            response_of("HTTP/1.1 600 High", &[]),
+            "invalid status code 600",
+        ),
+        (
+            "status four digits",
+            response_of("HTTP/1.1 2000 OK", &[]),
+            "malformed response head",
+        ),
+        (
+            "status missing",
+            response_of("HTTP/1.1 OK", &[]),
+            "malformed response head",
+        ),
+        (
+            "garbage status line",
+            response_of("garbage", &[]),
+            "malformed response head",
+        ),
+        (
+            "http/2 status line",
+            response_of("HTTP/2 200", &[]),
+            "malformed response head",
+        ),
         // RFC 9112 section 5.2: obs-fold is rejected.
-        ("obs-fold", ok200(&["X-A: b", " c", "Content-Length: 0"]), "malformed response head"),
+        (
+            "obs-fold",
+            ok200(&["X-A: b", " c", "Content-Length: 0"]),
+            "malformed response head",
+        ),
         // RFC 9112 section 5.1: no whitespace between field name and colon.
-        ("space before colon", ok200(&["Content-Length : 0"]), "malformed response head"),
-        ("nul in value", ok200(&["X-A: b\0", "Content-Length: 0"]), "malformed response head"),
+        (
+            "space before colon",
+            ok200(&["Content-Length : 0"]),
+            "malformed response head",
+        ),
+        (
+            "nul in value",
+            ok200(&["X-A: b\0", "Content-Length: 0"]),
+            "malformed response head",
+        ),
     ];
     for (name, buf, fragment) in &cases {
-        let err = resp(buf, false).err().unwrap_or_else(|| panic!("{name}: accepted {}", shown(buf)));
+        let err = resp(buf, false)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted {}", shown(buf)));
         assert_error(name, &err, Kind::InvalidResponse, fragment);
     }
 }
 
 #[test]
 fn response_head_limits() {
-    let buf = response_of("HTTP/1.1 200 OK", &["Content-Length: 0", "X-Pad: 0123456789"]);
-    let limits = HeadLimits { max_head_bytes: buf.len() - 1, max_header_count: 8 };
+    let buf = response_of(
+        "HTTP/1.1 200 OK",
+        &["Content-Length: 0", "X-Pad: 0123456789"],
+    );
+    let limits = HeadLimits {
+        max_head_bytes: buf.len() - 1,
+        max_header_count: 8,
+    };
     let mut head = ResponseHead::default();
-    let err = parse_response(&buf, limits, false, &mut head).expect_err("complete head over the limit");
+    let err =
+        parse_response(&buf, limits, false, &mut head).expect_err("complete head over the limit");
     assert_eq!(err.kind, Kind::InvalidResponse);
-    let err = parse_response(&buf[..buf.len() - 1], limits, false, &mut head).expect_err("partial head at the limit");
+    let err = parse_response(&buf[..buf.len() - 1], limits, false, &mut head)
+        .expect_err("partial head at the limit");
     assert_eq!(err.kind, Kind::InvalidResponse);
-    assert!(matches!(parse_response(&buf[..buf.len() - 2], limits, false, &mut head), Ok(false)));
+    assert!(matches!(
+        parse_response(&buf[..buf.len() - 2], limits, false, &mut head),
+        Ok(false)
+    ));
 
-    let limits = HeadLimits { max_head_bytes: 8 * 1024, max_header_count: 1 };
-    let err = parse_response(&buf, limits, false, &mut head).expect_err("two header lines over a count of one");
+    let limits = HeadLimits {
+        max_head_bytes: 8 * 1024,
+        max_header_count: 1,
+    };
+    let err = parse_response(&buf, limits, false, &mut head)
+        .expect_err("two header lines over a count of one");
     assert_eq!(err.kind, Kind::InvalidResponse);
 }
 
@@ -1109,16 +1651,56 @@ fn response_keep_alive() {
     // RFC 9112 section 9.3, and section 6.3 item 8: a close-delimited body ends the connection.
     let cases: &[(&str, &str, &[&str], bool)] = &[
         ("1.1 with length", "HTTP/1.1", &["Content-Length: 0"], true),
-        ("1.1 close", "HTTP/1.1", &["Content-Length: 0", "Connection: close"], false),
-        ("1.1 close in list", "HTTP/1.1", &["Content-Length: 0", "Connection: X-A, Close"], false),
-        ("1.1 close-delimited", "HTTP/1.1", &["Connection: keep-alive"], false),
-        ("1.1 chunked", "HTTP/1.1", &["Transfer-Encoding: chunked"], true),
-        ("1.0 without keep-alive", "HTTP/1.0", &["Content-Length: 0"], false),
-        ("1.0 keep-alive", "HTTP/1.0", &["Content-Length: 0", "Connection: keep-alive"], true),
-        ("1.0 keep-alive close-delimited", "HTTP/1.0", &["Connection: keep-alive"], false),
+        (
+            "1.1 close",
+            "HTTP/1.1",
+            &["Content-Length: 0", "Connection: close"],
+            false,
+        ),
+        (
+            "1.1 close in list",
+            "HTTP/1.1",
+            &["Content-Length: 0", "Connection: X-A, Close"],
+            false,
+        ),
+        (
+            "1.1 close-delimited",
+            "HTTP/1.1",
+            &["Connection: keep-alive"],
+            false,
+        ),
+        (
+            "1.1 chunked",
+            "HTTP/1.1",
+            &["Transfer-Encoding: chunked"],
+            true,
+        ),
+        (
+            "1.0 without keep-alive",
+            "HTTP/1.0",
+            &["Content-Length: 0"],
+            false,
+        ),
+        (
+            "1.0 keep-alive",
+            "HTTP/1.0",
+            &["Content-Length: 0", "Connection: keep-alive"],
+            true,
+        ),
+        (
+            "1.0 keep-alive close-delimited",
+            "HTTP/1.0",
+            &["Connection: keep-alive"],
+            false,
+        ),
         // RFC 9112 section 6.1: after an HTTP/1.0 message with Transfer-Encoding, the
         // connection is closed.
-        ("1.0 keep-alive chunked", "HTTP/1.0", &["Connection: keep-alive", "Transfer-Encoding: chunked"], false),
+        (
+            "1.0 keep-alive chunked",
+            "HTTP/1.0",
+            &["Connection: keep-alive", "Transfer-Encoding: chunked"],
+            false,
+        ),
     ];
     for &(name, version, lines, keep_alive) in cases {
         let buf = response_of(&format!("{version} 200 OK"), lines);
@@ -1143,7 +1725,11 @@ fn response_fields_and_tokens() {
         ],
     );
     let head = resp_ok(&buf, false);
-    let roles: Vec<(&str, FieldRole)> = head.fields.iter().map(|field| (text(&buf, field.name), field.role)).collect();
+    let roles: Vec<(&str, FieldRole)> = head
+        .fields
+        .iter()
+        .map(|field| (text(&buf, field.name), field.role))
+        .collect();
     assert_eq!(
         roles,
         [
@@ -1165,12 +1751,22 @@ fn response_fields_and_tokens() {
 fn response_head_reused() {
     let first = response_of(
         "HTTP/1.1 200 OK",
-        &["Date: Sun, 06 Nov 1994 08:49:37 GMT", "Connection: X-A", "Content-Length: 7"],
+        &[
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT",
+            "Connection: X-A",
+            "Content-Length: 7",
+        ],
     );
     let second = response_of("HTTP/1.1 204 No Content", &[]);
     let mut head = ResponseHead::default();
-    assert!(matches!(parse_response(&first, LIMITS, false, &mut head), Ok(true)));
-    assert!(matches!(parse_response(&second, LIMITS, false, &mut head), Ok(true)));
+    assert!(matches!(
+        parse_response(&first, LIMITS, false, &mut head),
+        Ok(true)
+    ));
+    assert!(matches!(
+        parse_response(&second, LIMITS, false, &mut head),
+        Ok(true)
+    ));
     assert_eq!(head.status, 204);
     assert!(head.fields.is_empty());
     assert!(head.connection_tokens.is_empty());
