@@ -177,6 +177,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "driver",
     "relay",
+    "io_uring",
     "upstreams",
     "routes",
     "timeouts",
@@ -207,6 +208,17 @@ const LIMIT_KEYS: &[&str] = &[
 ];
 const BUFFER_KEYS: &[&str] = &["size_bytes", "per_worker"];
 const LOG_KEYS: &[&str] = &["level"];
+const IO_URING_KEYS: &[&str] = &["entries", "coop_taskrun", "single_issuer", "sqpoll_idle_ms"];
+
+/// Allowed io_uring submission queue sizes: monoio's minimum and the kernel's maximum.
+pub const IO_URING_ENTRIES_RANGE: RangeInclusive<u32> = 256..=32_768;
+
+/// Default io_uring submission queue size: room for a few thousand operations in flight per
+/// worker (two to four per busy connection) before submission has to wait.
+pub const DEFAULT_IO_URING_ENTRIES: u32 = 4096;
+
+/// Allowed SQPOLL idle times; 0 turns the kernel polling thread off.
+pub const SQPOLL_IDLE_RANGE_MS: RangeInclusive<u32> = 0..=60_000;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +228,7 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub driver: Driver,
     pub relay: RelayMode,
+    pub io_uring: IoUring,
     /// Upstreams sorted by name. [`Route::upstream`] indexes this list.
     pub upstreams: Vec<Upstream>,
     /// Routes in file order. The first route that matches a request wins.
@@ -276,6 +289,33 @@ pub enum Driver {
     Auto,
     IoUring,
     Epoll,
+}
+
+/// Settings of each worker's io_uring ring, used only with the io_uring driver. A flag the
+/// kernel does not support makes the worker retry without the flags and log that it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoUring {
+    pub entries: u32,
+    /// IORING_SETUP_COOP_TASKRUN (Linux 5.19): completions run when the worker next enters the
+    /// kernel instead of interrupting it.
+    pub coop_taskrun: bool,
+    /// IORING_SETUP_SINGLE_ISSUER (Linux 6.0): only the worker thread submits, which lets the
+    /// kernel skip some locking.
+    pub single_issuer: bool,
+    /// IORING_SETUP_SQPOLL with this idle time in milliseconds; 0 is off. A kernel thread then
+    /// polls the ring and costs a CPU of its own while busy.
+    pub sqpoll_idle_ms: u32,
+}
+
+impl Default for IoUring {
+    fn default() -> Self {
+        IoUring {
+            entries: DEFAULT_IO_URING_ENTRIES,
+            coop_taskrun: false,
+            single_issuer: false,
+            sqpoll_idle_ms: 0,
+        }
+    }
 }
 
 /// How response bodies with a known end move from the upstream socket to the client socket.
@@ -844,6 +884,7 @@ impl Checker<'_> {
             Some(value) => self.check_relay(value),
             None => Some(RelayMode::default()),
         };
+        let io_uring = self.check_io_uring(top.get("io_uring"));
         let upstream_value = self.required(
             &top,
             "",
@@ -876,6 +917,7 @@ impl Checker<'_> {
             listen: listen?,
             driver: driver?,
             relay: relay?,
+            io_uring: io_uring?,
             upstreams: upstreams?,
             routes: routes?,
             timeouts: timeouts?,
@@ -1079,6 +1121,61 @@ impl Checker<'_> {
             "epoll" => Some(Driver::Epoll),
             other => {
                 self.report(PATH, format!("unknown driver {}", quote(other)), fix);
+                None
+            }
+        }
+    }
+
+    fn check_io_uring(&mut self, value: Option<&Json>) -> Option<IoUring> {
+        const PATH: &str = "io_uring";
+        let defaults = IoUring::default();
+        let Some(value) = value else {
+            return Some(defaults);
+        };
+        let object = self.object(PATH, value, IO_URING_KEYS)?;
+        let entries = match object.get("entries") {
+            Some(value) => self
+                .integer(
+                    &key_path(PATH, "entries"),
+                    value,
+                    (*IO_URING_ENTRIES_RANGE.start()).into(),
+                    (*IO_URING_ENTRIES_RANGE.end()).into(),
+                )
+                .and_then(|number| u32::try_from(number).ok()),
+            None => Some(defaults.entries),
+        };
+        let coop_taskrun = match object.get("coop_taskrun") {
+            Some(value) => self.boolean(&key_path(PATH, "coop_taskrun"), value),
+            None => Some(defaults.coop_taskrun),
+        };
+        let single_issuer = match object.get("single_issuer") {
+            Some(value) => self.boolean(&key_path(PATH, "single_issuer"), value),
+            None => Some(defaults.single_issuer),
+        };
+        let sqpoll_idle_ms = match object.get("sqpoll_idle_ms") {
+            Some(value) => self
+                .integer(
+                    &key_path(PATH, "sqpoll_idle_ms"),
+                    value,
+                    (*SQPOLL_IDLE_RANGE_MS.start()).into(),
+                    (*SQPOLL_IDLE_RANGE_MS.end()).into(),
+                )
+                .and_then(|number| u32::try_from(number).ok()),
+            None => Some(defaults.sqpoll_idle_ms),
+        };
+        Some(IoUring {
+            entries: entries?,
+            coop_taskrun: coop_taskrun?,
+            single_issuer: single_issuer?,
+            sqpoll_idle_ms: sqpoll_idle_ms?,
+        })
+    }
+
+    fn boolean(&mut self, path: &str, value: &Json) -> Option<bool> {
+        match value {
+            Json::Bool(flag) => Some(*flag),
+            other => {
+                self.report_type(path, "true or false", other, "use true or false");
                 None
             }
         }
@@ -2106,6 +2203,45 @@ mod tests {
     }
 
     #[test]
+    fn io_uring_settings() {
+        assert_eq!(parse_ok(&minimal_with(&[])).io_uring, IoUring::default());
+        let config = parse_ok(&minimal_with(&[
+            ("/io_uring/entries", json!(1024)),
+            ("/io_uring/coop_taskrun", json!(true)),
+            ("/io_uring/single_issuer", json!(true)),
+            ("/io_uring/sqpoll_idle_ms", json!(100)),
+        ]));
+        assert_eq!(
+            config.io_uring,
+            IoUring {
+                entries: 1024,
+                coop_taskrun: true,
+                single_issuer: true,
+                sqpoll_idle_ms: 100
+            }
+        );
+        let errors = parse_with(
+            &minimal_with(&[
+                ("/io_uring/entries", json!(16)),
+                ("/io_uring/coop_taskrun", json!("yes")),
+                ("/io_uring/sqpoll", json!(1)),
+            ]),
+            &system(),
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|error| error.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "io_uring.sqpoll",
+                "io_uring.entries",
+                "io_uring.coop_taskrun"
+            ],
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
     fn relay_modes() {
         assert_eq!(parse_ok(&minimal_with(&[])).relay, RelayMode::Copy);
         for (name, mode) in [("copy", RelayMode::Copy), ("splice", RelayMode::Splice)] {
@@ -2649,7 +2785,9 @@ mod tests {
         );
         let top_error = errors.iter().find(|error| error.path == "worker").unwrap();
         assert!(
-            top_error.fix.contains("workers, listen, driver, relay"),
+            top_error
+                .fix
+                .contains("workers, listen, driver, relay, io_uring"),
             "{top_error:#?}"
         );
         let upstream_error = errors

@@ -33,10 +33,6 @@ pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// of connections queue instead of being refused while a worker is busy.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
-/// io_uring submission queue entries per worker: room for several thousand operations in flight
-/// before submission has to wait.
-pub const RING_ENTRIES: u32 = 4096;
-
 /// The I/O driver a worker runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverKind {
@@ -115,21 +111,17 @@ fn run_worker(
     let pinned =
         core.is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
     let result = match driver {
-        DriverKind::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(RING_ENTRIES)
-            .enable_timer()
-            .build()
-            .map(|mut runtime| {
-                runtime.block_on(worker_main(
-                    worker,
-                    core,
-                    pinned,
-                    driver,
-                    config,
-                    addresses,
-                    ready.clone(),
-                ))
-            }),
+        DriverKind::IoUring => build_uring_runtime(worker, &config).map(|mut runtime| {
+            runtime.block_on(worker_main(
+                worker,
+                core,
+                pinned,
+                driver,
+                config,
+                addresses,
+                ready.clone(),
+            ))
+        }),
         DriverKind::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
@@ -150,6 +142,40 @@ fn run_worker(
             "worker {worker}: building the {} runtime failed: {err}",
             driver.name()
         ))));
+    }
+}
+
+/// Builds an io_uring runtime with the ring settings of `io_uring`; if the kernel rejects the
+/// optional flags, builds one without them and logs that it did.
+fn build_uring_runtime(
+    worker: usize,
+    config: &Config,
+) -> io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
+    let settings = config.io_uring;
+    let mut flags = io_uring::IoUring::builder();
+    let any_flag = settings.coop_taskrun || settings.single_issuer || settings.sqpoll_idle_ms > 0;
+    if settings.coop_taskrun {
+        flags.setup_coop_taskrun();
+    }
+    if settings.single_issuer {
+        flags.setup_single_issuer();
+    }
+    if settings.sqpoll_idle_ms > 0 {
+        flags.setup_sqpoll(settings.sqpoll_idle_ms);
+    }
+    let build = |builder: io_uring::Builder| {
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .uring_builder(builder)
+            .with_entries(settings.entries)
+            .enable_timer()
+            .build()
+    };
+    match build(flags) {
+        Err(err) if any_flag => {
+            warn!(worker, error = %err, "the kernel rejected the io_uring flags in \"io_uring\"; running without them");
+            build(io_uring::IoUring::builder())
+        }
+        result => result,
     }
 }
 
