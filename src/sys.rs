@@ -287,3 +287,13 @@ pub fn splice_nonblocking(from: RawFd, to: RawFd, len: usize) -> io::Result<usiz
         Ok(n as usize)
     }
 }
+
+/// Sets the accept backlog of a socket that already listens (Linux applies a second listen(2)
+/// to the queue length), for listeners made by `std`, whose backlog is fixed at 128.
+pub fn set_listen_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: `fd` is an open listening socket owned by the caller.
+    if unsafe { libc::listen(fd, backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

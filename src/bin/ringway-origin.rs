@@ -788,6 +788,9 @@ mod serve {
     /// Body size of /small.
     const SMALL_BODY_BYTES: u64 = 100;
 
+    /// Accept backlog of the origin's listener, enough for a benchmark's burst of connections.
+    const LISTEN_BACKLOG: i32 = 4096;
+
     /// Binds `listen`, prints `listening on ADDR` and serves until the process is killed.
     pub fn run(listen: &str) -> ExitCode {
         let listener = match TcpListener::bind(listen) {
@@ -797,6 +800,16 @@ mod serve {
                 return ExitCode::FAILURE;
             }
         };
+        // std listens with a backlog of 128, which drops connections when a benchmark opens
+        // hundreds at once; the kernel caps the larger value at net.core.somaxconn.
+        if let Err(error) = ringway::sys::set_listen_backlog(
+            std::os::fd::AsRawFd::as_raw_fd(&listener),
+            LISTEN_BACKLOG,
+        ) {
+            eprintln!(
+                "ringway-origin: failed to raise the listen backlog: {error}; going on with 128"
+            );
+        }
         let local = match listener.local_addr() {
             Ok(local) => local,
             Err(error) => {
