@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use ringway::config;
 use ringway::sys;
@@ -118,6 +118,11 @@ fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if config.relay == config::RelayMode::Splice && driver == worker::DriverKind::IoUring {
+        warn!(
+            "relay \"splice\" applies only with the epoll driver; these io_uring workers copy instead (set \"driver\": \"epoll\" to splice)"
+        );
+    }
     info!(
         version = env!("CARGO_PKG_VERSION"),
         workers = config.workers.count(),

@@ -22,7 +22,7 @@ use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::buffer::{BufferPool, PoolBuf};
-use crate::config::{Config, RelayMode};
+use crate::config::Config;
 use crate::error::{Kind, ProxyError, Side, shown};
 use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
 use crate::http::forward::{self, ClientFraming, RequestContext};
@@ -61,6 +61,11 @@ pub struct WorkerContext {
     /// A request path that makes its connection panic, set from `TEST_PANIC_PATH_ENV` at start.
     /// Tests use it to prove that a panic ends only its own connection.
     pub panic_path: Option<Vec<u8>>,
+    /// Response bodies with a known end go through `relay::splice_relay`: `relay` is "splice"
+    /// and the worker runs the epoll driver. monoio's io_uring driver keeps its sockets in
+    /// blocking mode, where a splice(2) from a quiet upstream would block the whole worker, so
+    /// io_uring workers copy.
+    pub splice: bool,
     pub config: Arc<Config>,
     pub pool: BufferPool,
     pub upstreams: RefCell<Upstreams>,
@@ -717,7 +722,7 @@ impl Client {
                                 max_bytes: u64::MAX,
                             };
                             let response_source = ctx.source_for(response_body);
-                            let splice = ctx.config.relay == RelayMode::Splice
+                            let splice = ctx.splice
                                 && response_sink == Sink::Raw
                                 && matches!(response_source, Source::Length(_) | Source::Close);
                             let pipe = if splice { ctx.take_pipe() } else { None };

@@ -17,7 +17,7 @@ use monoio::net::{ListenerOpts, TcpListener};
 use tracing::{debug, error, info, warn};
 
 use crate::buffer::BufferPool;
-use crate::config::{Config, Driver};
+use crate::config::{Config, Driver, RelayMode};
 use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::proxy::{TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
 use crate::upstream::Upstreams;
@@ -213,6 +213,7 @@ async fn worker_main(
     let ctx = Rc::new(WorkerContext {
         id: worker,
         panic_path: std::env::var_os(TEST_PANIC_PATH_ENV).map(|path| path.into_encoded_bytes()),
+        splice: config.relay == RelayMode::Splice && driver == DriverKind::Epoll,
         pool: BufferPool::new(config.buffers.size_bytes, config.buffers.per_worker),
         upstreams: RefCell::new(Upstreams::new(&config)),
         connections: Cell::new(0),

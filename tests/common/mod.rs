@@ -98,6 +98,22 @@ impl Ringway {
         }
     }
 
+    /// Like `start`, with `env` added to ringway's environment, for settings that only
+    /// tests use (such as the panic path of `RINGWAY_TEST_PANIC_PATH`).
+    pub fn start_with_env(config: &Value, env: &[(&str, &str)]) -> Ringway {
+        let config = TempConfig::write(config);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringway"));
+        command.arg("--config").arg(&config.path);
+        command.envs(env.iter().copied());
+        let mut process = ChildProcess::spawn("ringway", command);
+        let addr = process.wait_for_listening();
+        Ringway {
+            addr,
+            process,
+            _config: config,
+        }
+    }
+
     /// Starts ringway with `config`, which it must reject, and returns its output.
     /// Panics when ringway starts listening, exits with status 0, or runs past `TIMEOUT`.
     pub fn start_expecting_failure(config: &Value) -> String {
