@@ -130,6 +130,24 @@ impl ProxyError {
     }
 }
 
+impl ProxyError {
+    /// Returns the detail to show the client. Client and routing errors explain what to change
+    /// in the request; upstream errors get a fixed text, because addresses and OS errors of
+    /// internal servers are for the log, not for whoever sent the request.
+    pub fn public_detail(&self) -> &str {
+        match self.kind {
+            Kind::ConnectFailed => "the upstream server could not be reached",
+            Kind::ConnectTimeout => "connecting to the upstream server timed out",
+            Kind::UpstreamTimeout => "the upstream server did not respond in time",
+            Kind::UpstreamClosed => {
+                "the upstream server closed the connection without a complete response"
+            }
+            Kind::InvalidResponse => "the upstream server sent an invalid response",
+            _ => &self.detail,
+        }
+    }
+}
+
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} error: {}", self.side, self.detail)
@@ -177,6 +195,17 @@ mod tests {
         let text = shown(&long);
         assert!(text.ends_with("\"..."));
         assert_eq!(text.len(), 64 + 2 + 3);
+    }
+
+    #[test]
+    fn upstream_details_stay_private() {
+        let err = ProxyError::new(
+            Kind::ConnectFailed,
+            "connecting to 10.0.0.7:8080 failed: Connection refused",
+        );
+        assert!(!err.public_detail().contains("10.0.0.7"));
+        let err = ProxyError::bad_request("missing Host header");
+        assert_eq!(err.public_detail(), "missing Host header");
     }
 
     #[test]

@@ -931,7 +931,7 @@ impl Client {
             &mut self.head_out,
             status,
             reason,
-            &err.detail,
+            err.public_detail(),
             true,
             self.is_head,
         );
