@@ -148,9 +148,11 @@ pub const DEFAULT_BUFFER_SIZE_BYTES: usize = 64 * 1024;
 /// that a process can open by default, more than a worker can keep busy.
 pub const BUFFERS_PER_WORKER_RANGE: RangeInclusive<usize> = 4..=DEFAULT_NR_OPEN;
 
-/// Default `buffers.per_worker`. With the default buffer size this pins 32 MiB per worker,
-/// and at one buffer per direction it serves 256 exchanges reading at the same moment.
-pub const DEFAULT_BUFFERS_PER_WORKER: usize = 512;
+/// Default `buffers.per_worker`. With the default buffer size this caps a worker's body
+/// memory at 64 MiB (allocated only as transfers need it). A request takes two buffers while
+/// its head and body are read and keeps one while its response streams, so 1024 buffers keep
+/// 512 requests busy at once, and about 1000 slow readers before the rest must wait.
+pub const DEFAULT_BUFFERS_PER_WORKER: usize = 1024;
 
 /// Allowed values of `upstreams.<name>.max_idle_connections_per_server`. Zero disables
 /// keep-alive to that upstream.
@@ -2021,7 +2023,7 @@ mod tests {
             Buffers::default(),
             Buffers {
                 size_bytes: 65536,
-                per_worker: 512
+                per_worker: 1024
             }
         );
         assert_eq!(Log::default().level, "info");

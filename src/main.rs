@@ -156,9 +156,20 @@ fn run(config: config::Config) -> ExitCode {
         }
     };
     info!(listeners = ?workers.listen, "ringway is ready");
-    match sys::wait_for_signal() {
-        Ok(signal) => info!(signal = sys::signal_name(signal), "shutting down"),
-        Err(err) => error!("waiting for signals failed: {err}; shutting down"),
+    loop {
+        match sys::wait_for_signal() {
+            // Operators send SIGHUP to reload; stopping instead would be an outage.
+            Ok(libc::SIGHUP) => warn!(
+                "reloading the configuration is not supported yet; SIGHUP ignored (restart ringway to apply changes)"
+            ),
+            Ok(signal) => {
+                info!(signal = sys::signal_name(signal), "shutting down");
+                return ExitCode::SUCCESS;
+            }
+            Err(err) => {
+                error!("waiting for signals failed: {err}; shutting down");
+                return ExitCode::SUCCESS;
+            }
+        }
     }
-    ExitCode::SUCCESS
 }

@@ -30,7 +30,7 @@ use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
 use crate::logging::RateLimitedLog;
 use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
 use crate::route::find_route;
-use crate::sys::{Pipe, split_stream};
+use crate::sys::{PeerState, Pipe, StreamWatcher, peek_peer, split_stream};
 use crate::upstream::{self, UpstreamConnection, Upstreams};
 
 /// How long ringway keeps reading (and discarding) a client's unread request body after an error
@@ -303,7 +303,10 @@ impl Client {
             _ => return Ok(None),
         };
         let deadline = Instant::now() + timeouts.client_head;
-        while !contains_head_end(&idle_buf) && idle_buf.len() < idle_buf.capacity() {
+        while !contains_head_end(&idle_buf)
+            && idle_buf.len() < idle_buf.capacity()
+            && !head::is_invalid_request_start(&idle_buf)
+        {
             let start = idle_buf.len();
             let capacity = idle_buf.capacity();
             let read = monoio::time::timeout_at(
@@ -601,6 +604,7 @@ impl Client {
 
         let mut stream = stream;
         let (mut client_read, mut client_write) = split_stream(&mut stream);
+        let client_watch = client_read.watcher();
         let (mut upstream_read, mut upstream_write) = split_stream(&mut upstream_stream);
         let request_params = RelayParams {
             read_timeout: timeouts.client_body_read,
@@ -656,9 +660,18 @@ impl Client {
                         Err(HeadEnd::RequestFailed(request_failure_error(failure, &ctx)))
                     }
                     (None, _) => {
-                        match monoio::time::timeout(timeouts.upstream_head, &mut read_head).await {
-                            Ok(head) => head.map_err(HeadEnd::Failed),
-                            Err(_) => Err(HeadEnd::Failed(HeadFailure {
+                        // The request is sent: while the upstream works on it, a client that
+                        // closes ends the exchange at once instead of at the head timeout.
+                        let timed_head =
+                            monoio::time::timeout(timeouts.upstream_head, &mut read_head);
+                        let waited = monoio::select! {
+                            head = timed_head => Some(head),
+                            () = client_closed(&client_watch) => None,
+                        };
+                        match waited {
+                            None => Err(HeadEnd::ClientLeft),
+                            Some(Ok(head)) => head.map_err(HeadEnd::Failed),
+                            Some(Err(_)) => Err(HeadEnd::Failed(HeadFailure {
                                 error: ProxyError::new(
                                     Kind::UpstreamTimeout,
                                     format!(
@@ -679,6 +692,9 @@ impl Client {
                     request_result,
                 },
                 Ok((upstream_buf, body_start)) => {
+                    // From here on nothing retries the request, so a drained inbound buffer can
+                    // go back to the pool while the response streams (to a slow reader, maybe).
+                    release_drained(&mut request_result);
                     let request_complete = matches!(request_result, Some(Ok(_)));
                     let response_body = self.response.body.unwrap_or(BodyKind::None);
                     let client_framing = match response_body {
@@ -765,6 +781,7 @@ impl Client {
                                         biased;
                                         done = &mut request_relay => {
                                             request_result = Some(done);
+                                            release_drained(&mut request_result);
                                             response_relay.await
                                         },
                                         done = &mut response_relay => done,
@@ -792,6 +809,13 @@ impl Client {
         match end {
             DuplexEnd::ClientGone => {
                 debug!(client = %self.peer, "client went away before the response head was written");
+                Exchanged::Done(Next::Close)
+            }
+            DuplexEnd::NoResponse {
+                head_end: HeadEnd::ClientLeft,
+                ..
+            } => {
+                debug!(client = %self.peer, upstream = %upstream_addr, "client closed before the response head; closing the upstream connection");
                 Exchanged::Done(Next::Close)
             }
             DuplexEnd::NoResponse {
@@ -855,7 +879,9 @@ impl Client {
                     Some(request) if !close_client => {
                         self.stream = Some(stream);
                         self.pos = request.pos;
-                        self.buffers = Some(Buffers {
+                        // A drained inbound buffer went back to the pool already, and a
+                        // connection holds both buffers or none, so the other goes too.
+                        self.buffers = (request.buf.capacity() > 0).then_some(Buffers {
                             inbound: request.buf,
                             upstream: relayed.buf,
                         });
@@ -976,6 +1002,32 @@ fn contains_head_end(bytes: &[u8]) -> bool {
     false
 }
 
+/// Returns a completed request body relay's buffer to the pool when no pipelined bytes wait in
+/// it, leaving a detached placeholder behind.
+fn release_drained(request_result: &mut Option<Result<Relayed, RelayFailure>>) {
+    if let Some(Ok(relayed)) = request_result {
+        if relayed.pos >= relayed.buf.len() {
+            relayed.buf = PoolBuf::detached();
+            relayed.pos = 0;
+        }
+    }
+}
+
+/// Completes when the client closes or resets its connection. Bytes from the client (a
+/// pipelined request) are left for later, and then this waits forever.
+async fn client_closed(watch: &StreamWatcher<'_>) {
+    loop {
+        if watch.readable().await.is_err() {
+            return;
+        }
+        match peek_peer(watch.raw_fd()) {
+            PeerState::Closed => return,
+            PeerState::Data => std::future::pending::<()>().await,
+            PeerState::Quiet => {}
+        }
+    }
+}
+
 /// Reads and discards what the client still sends, for at most `LINGER_TIMEOUT` and
 /// `LINGER_MAX_BYTES`, after the write side was shut down, so that closing with unread input
 /// does not reset the connection before the client has read the response.
@@ -1088,6 +1140,8 @@ enum DuplexEnd {
 }
 
 enum HeadEnd {
+    /// The client closed its connection while the upstream worked on the request.
+    ClientLeft,
     /// The client failed while sending its body (its error, for the response).
     RequestFailed(ProxyError),
     Failed(HeadFailure),

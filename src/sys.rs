@@ -48,10 +48,19 @@ unsafe impl IoBufMut for PoolBuf {
     }
 }
 
-/// Returns whether an idle connection can no longer carry a request: the peer closed or reset it,
-/// or it sent bytes nobody asked for. A non-blocking one-byte `MSG_PEEK` answers without consuming
-/// anything, which catches most upstream keep-alive closes before a request is written.
-pub fn idle_connection_unusable(fd: RawFd) -> bool {
+/// What a non-blocking peek sees on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// Open, with nothing to read.
+    Quiet,
+    /// Bytes are waiting to be read.
+    Data,
+    /// The peer closed or reset the connection.
+    Closed,
+}
+
+/// Peeks at a connection with a non-blocking one-byte `MSG_PEEK`, which consumes nothing.
+pub fn peek_peer(fd: RawFd) -> PeerState {
     let mut byte = 0u8;
     // SAFETY: `fd` is an open socket owned by the caller for the duration of the call, and the
     // buffer is one valid, writable byte.
@@ -63,11 +72,21 @@ pub fn idle_connection_unusable(fd: RawFd) -> bool {
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        return !matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR));
+    match n {
+        0 => PeerState::Closed,
+        n if n > 0 => PeerState::Data,
+        _ => match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => PeerState::Quiet,
+            _ => PeerState::Closed,
+        },
     }
-    true
+}
+
+/// Returns whether an idle connection can no longer carry a request: the peer closed or reset
+/// it, or it sent bytes nobody asked for. This catches most upstream keep-alive closes before a
+/// request is written.
+pub fn idle_connection_unusable(fd: RawFd) -> bool {
+    peek_peer(fd) != PeerState::Quiet
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it starts afterwards,
@@ -221,6 +240,36 @@ impl StreamReader<'_> {
     }
 }
 
+impl<'a> StreamReader<'a> {
+    /// Returns a handle that can wait for readiness and peek while this reader is lent out.
+    pub fn watcher(&self) -> StreamWatcher<'a> {
+        StreamWatcher {
+            stream: self.stream,
+            _borrow: PhantomData,
+        }
+    }
+}
+
+/// A handle on a `TcpStream`'s reading side that only waits for readiness and peeks, so it can
+/// watch for a close while no read is in progress.
+pub struct StreamWatcher<'a> {
+    stream: NonNull<TcpStream>,
+    _borrow: PhantomData<&'a mut TcpStream>,
+}
+
+impl StreamWatcher<'_> {
+    pub fn raw_fd(&self) -> RawFd {
+        // SAFETY: see `StreamReader::read`; only the descriptor number is read.
+        unsafe { (*self.stream.as_ptr()).as_raw_fd() }
+    }
+
+    /// Waits until the stream has bytes to read or an end of stream to report.
+    pub async fn readable(&self) -> io::Result<()> {
+        // SAFETY: see `StreamReader::read`; a readiness wait only uses the shared descriptor.
+        unsafe { (*self.stream.as_ptr()).readable(false).await }
+    }
+}
+
 impl StreamWriter<'_> {
     pub fn raw_fd(&self) -> RawFd {
         // SAFETY: see `StreamReader::read`; only the descriptor number is read.
@@ -296,4 +345,23 @@ pub fn set_listen_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Sends `bytes` on a socket without waiting, as far as its send buffer takes them, and
+/// returns how many went. For a last word on a connection about to be closed.
+pub fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `fd` is an open socket owned by the caller and `bytes` is a valid slice.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }

@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -20,6 +21,7 @@ use crate::buffer::BufferPool;
 use crate::config::{Config, Driver, RelayMode};
 use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::proxy::{TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
+use crate::sys::send_now;
 use crate::upstream::Upstreams;
 
 /// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
@@ -32,6 +34,11 @@ pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// Listen backlog of each listener: the kernel's usual maximum (`net.core.somaxconn`), so bursts
 /// of connections queue instead of being refused while a worker is busy.
 pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// What a client gets when `limits.max_connections_per_worker` is reached: ringway's own
+/// refusal, so 503 with Retry-After (RFC 9110 section 15.6.4).
+const OVERLOADED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 57\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable: too many connections; try again\n";
 
 /// The I/O driver a worker runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +287,8 @@ async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
                     "limits.max_connections_per_worker reached; closing new connections until others end"
                 );
             }
+            // A best-effort answer: the connection is closed right after, whatever was sent.
+            let _ = send_now(stream.as_raw_fd(), OVERLOADED_RESPONSE);
             drop(stream);
             continue;
         }
@@ -318,5 +327,20 @@ impl<F: Future> Future for CatchUnwind<F> {
             Ok(Poll::Pending) => Poll::Pending,
             Err(_) => Poll::Ready(Err(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OVERLOADED_RESPONSE;
+
+    #[test]
+    fn overloaded_response_length_matches() {
+        let text = std::str::from_utf8(OVERLOADED_RESPONSE).expect("ASCII");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
     }
 }

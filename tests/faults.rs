@@ -1698,10 +1698,15 @@ fn expect_rejected_connection(addr: SocketAddr, context: &str) {
     let received = wait_for_close(&mut stream, CLOSE_TIMEOUT).unwrap_or_else(|| {
         panic!("{context}: a connection over the limit stayed open for {CLOSE_TIMEOUT:?}")
     });
+    // ringway's own refusal is a 503 with Retry-After (RFC 9110 section 15.6.4), then a close.
+    let text = String::from_utf8_lossy(&received);
     assert!(
-        received.is_empty(),
-        "{context}: a connection over the limit got {:?}",
-        String::from_utf8_lossy(&received)
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{context}: a connection over the limit got {text:?}"
+    );
+    assert!(
+        text.contains("\r\nRetry-After: 1\r\n"),
+        "{context}: no Retry-After in {text:?}"
     );
 }
 

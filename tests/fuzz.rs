@@ -24,7 +24,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use checks::{ChunkedOutcome, ChunkedParams, HeadOutcome, RequestParams, ResponseParams, escaped};
-use ringway::config::{DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_REQUEST_HEAD_BYTES};
+use ringway::config::{
+    DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_REQUEST_HEAD_BYTES, DEFAULT_MAX_RESPONSE_HEAD_BYTES,
+};
 use ringway::http::body::{
     BodyKind, ChunkedError, ChunkedLimits, DEFAULT_MAX_EXTENSION_BYTES, DEFAULT_MAX_TRAILER_BYTES,
 };
@@ -38,19 +40,20 @@ const DEFAULT_SECONDS_PER_TARGET: f64 = 5.0;
 /// Seed when `RINGWAY_FUZZ_SEED` is not set.
 const DEFAULT_SEED: u64 = 0x7269_6e67_7761_7921;
 
-/// Iteration bound per second of time budget. It is about five times the fastest rate
-/// measured (the chunked test in a release build on a 2-core VM, about 200,000 inputs per
-/// second), so the time budget ends a run on such a machine, and the bound keeps a run finite
-/// even if the clock stalls.
+/// Iteration bound per second of time budget. The fastest rate measured is about 200,000
+/// inputs per second (the chunked test in a release build on a 2-core VM). The bound is five
+/// times that, so the time budget ends a run on such a machine, and the bound keeps a run
+/// finite even if the clock stalls.
 const MAX_ITERATIONS_PER_SECOND: f64 = 1_000_000.0;
 
 /// Number of mutation iterations after which every test expects both accepted and rejected
 /// inputs among them. Fewer iterations than this can miss one side by chance.
 const MIN_ITERATIONS_FOR_COVERAGE: u64 = 1_000;
 
-/// Maximum length in bytes of a mutated or generated input. It exceeds ringway's default
-/// request head limit (16 KiB), so the limit paths are reached with the default limits too.
-const MAX_INPUT_BYTES: usize = 20 * 1024;
+/// Maximum length in bytes of a mutated or generated input. It exceeds ringway's default head
+/// limits (16 KiB for requests, 32 KiB for responses), so the limit paths are reached with the
+/// default limits too.
+const MAX_INPUT_BYTES: usize = 40 * 1024;
 
 /// Maximum number of mutations applied to one input. Most bugs need one or two changes to a
 /// valid message, and more mutations mostly produce inputs that fail on the first line.
@@ -59,8 +62,8 @@ const MAX_MUTATIONS_PER_INPUT: usize = 4;
 /// Maximum number of fields a generated head has besides Host.
 const MAX_GENERATED_FIELDS: usize = 8;
 
-/// Number of filler fields that a generated head may get on top, to reach the header-count
-/// limits: above `MAX_HEADER_COUNT`, which ringway caps every limit at.
+/// Maximum number of filler fields a generated head gets on top of the others. It exceeds
+/// `MAX_HEADER_COUNT`, the cap on every header-count limit, so generated heads reach the cap.
 const MAX_FILLER_FIELDS: usize = MAX_HEADER_COUNT + 20;
 
 // ---------------------------------------------------------------------------------------------
@@ -103,7 +106,11 @@ impl Rng {
         self.below(denominator) < numerator
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    fn pick_ref<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 }
@@ -383,8 +390,8 @@ fn mutate_once(input: &mut Vec<u8>, rng: &mut Rng, donors: &[Vec<u8>]) {
     let at = rng.below(len + 1);
     match rng.below(16) {
         0 if at < len => input[at] ^= 1 << rng.below(8),
-        1 if at < len => input[at] = *rng.pick(INTERESTING_BYTES),
-        2 => input.insert(at, *rng.pick(INTERESTING_BYTES)),
+        1 if at < len => input[at] = rng.pick(INTERESTING_BYTES),
+        2 => input.insert(at, rng.pick(INTERESTING_BYTES)),
         3 if at < len => {
             input.remove(at);
         }
@@ -398,17 +405,17 @@ fn mutate_once(input: &mut Vec<u8>, rng: &mut Rng, donors: &[Vec<u8>]) {
             input.splice(at..at, piece);
         }
         6 => {
-            let donor = rng.pick(donors);
-            let taken = random_range(donor.len(), rng, 256);
+            let donor = rng.pick_ref(donors);
+            let donor_range = random_range(donor.len(), rng, 256);
             if rng.chance(1, 2) {
-                input.splice(at..at, donor[taken].iter().copied());
+                input.splice(at..at, donor[donor_range].iter().copied());
             } else {
                 // Crossover: this input's start, then the donor's rest.
                 input.truncate(at);
-                input.extend_from_slice(&donor[taken.start..]);
+                input.extend_from_slice(&donor[donor_range.start..]);
             }
         }
-        7 | 8 | 9 => mutate_lines(input, rng),
+        7..=9 => mutate_lines(input, rng),
         10 => {
             let number = rng.pick(NUMBERS);
             input.splice(at..at, number.iter().copied());
@@ -432,7 +439,7 @@ fn mutate_once(input: &mut Vec<u8>, rng: &mut Rng, donors: &[Vec<u8>]) {
         14 => {
             // Long runs reach the head, extension and trailer limits.
             let byte = if rng.chance(1, 2) {
-                *rng.pick(INTERESTING_BYTES)
+                rng.pick(INTERESTING_BYTES)
             } else {
                 b'a'
             };
@@ -489,7 +496,7 @@ fn mutated_or_generated(
     let mut input = if rng.chance(1, 3) {
         generate(rng)
     } else {
-        rng.pick(corpus).clone()
+        rng.pick_ref(corpus).clone()
     };
     if rng.chance(2, 3) {
         mutate(&mut input, rng, corpus);
@@ -670,7 +677,7 @@ fn random_value(rng: &mut Rng) -> Vec<u8> {
 
 fn push_field(out: &mut Vec<u8>, rng: &mut Rng, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
-    out.extend_from_slice(*rng.pick(FIELD_SEPARATORS));
+    out.extend_from_slice(rng.pick(FIELD_SEPARATORS));
     out.extend_from_slice(value);
     out.extend_from_slice(line_end(rng));
 }
@@ -686,7 +693,7 @@ fn push_fields(out: &mut Vec<u8>, rng: &mut Rng, table: FieldTable) {
             let value = if rng.chance(1, 2) {
                 values[rng.below(values.len().min(3))]
             } else {
-                *rng.pick(values)
+                rng.pick(values)
             };
             let name = rng.pick(names).as_bytes();
             push_field(out, rng, name, value.as_bytes());
@@ -750,7 +757,7 @@ fn generate_request(rng: &mut Rng) -> Vec<u8> {
         push_field(&mut out, rng, b"Host", host);
     }
     push_fields(&mut out, rng, REQUEST_FIELDS);
-    out.extend_from_slice(*rng.pick(TAILS));
+    out.extend_from_slice(rng.pick(TAILS));
     out
 }
 
@@ -775,10 +782,10 @@ fn generate_response(rng: &mut Rng) -> Vec<u8> {
     const TAILS: &[&[u8]] = &[b"", b"hello", b"0\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n"];
 
     let mut out = format!("{} {}", rng.pick(VERSIONS), rng.pick(STATUSES)).into_bytes();
-    out.extend_from_slice(*rng.pick(REASONS));
+    out.extend_from_slice(rng.pick(REASONS));
     out.extend_from_slice(line_end(rng));
     push_fields(&mut out, rng, RESPONSE_FIELDS);
-    out.extend_from_slice(*rng.pick(TAILS));
+    out.extend_from_slice(rng.pick(TAILS));
     out
 }
 
@@ -848,7 +855,7 @@ fn generate_chunked(rng: &mut Rng) -> Vec<u8> {
             push_extensions(&mut out, rng);
         }
         out.extend_from_slice(b"\r\n");
-        out.extend((0..size).map(|_| *rng.pick(CHUNK_DATA_BYTES)));
+        out.extend((0..size).map(|_| rng.pick(CHUNK_DATA_BYTES)));
         out.extend_from_slice(b"\r\n");
     }
     push_chunk_size(&mut out, rng, 0);
@@ -857,7 +864,7 @@ fn generate_chunked(rng: &mut Rng) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     for _ in 0..rng.below(3) {
-        out.extend_from_slice(*rng.pick(TRAILERS));
+        out.extend_from_slice(rng.pick(TRAILERS));
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -985,7 +992,8 @@ fn chunked_corpus() -> Vec<Vec<u8>> {
         b"0;last=1\r\n\r\n",
         b"2\r\nok\r\n0\r\nA: b\r\nC:\r\nD:  e f \t\r\n\r\n",
         b"ffffffffffffffff\r\nabc",
-        // Rejected: one case per ChunkedError variant with the default limits.
+        // Rejected: one case for each grammar error. The limit errors come from mutated inputs
+        // checked with small limits.
         b"0x5\r\nhello\r\n0\r\n\r\n",
         b"10000000000000000\r\n",
         b"5\nhello\r\n0\r\n\r\n",
@@ -1011,13 +1019,18 @@ const CLIENT_IPS: &[IpAddr] = &[
     )),
 ];
 
-const DEFAULT_HEAD_LIMITS: HeadLimits = HeadLimits {
+const DEFAULT_REQUEST_LIMITS: HeadLimits = HeadLimits {
     max_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
     max_header_count: DEFAULT_MAX_HEADER_COUNT,
 };
 
+const DEFAULT_RESPONSE_LIMITS: HeadLimits = HeadLimits {
+    max_head_bytes: DEFAULT_MAX_RESPONSE_HEAD_BYTES,
+    max_header_count: DEFAULT_MAX_HEADER_COUNT,
+};
+
 const DEFAULT_REQUEST_PARAMS: RequestParams = RequestParams {
-    limits: DEFAULT_HEAD_LIMITS,
+    limits: DEFAULT_REQUEST_LIMITS,
     forward_limit: usize::MAX,
     prefill: 0,
     client_ip: CLIENT_IPS[0],
@@ -1028,20 +1041,20 @@ const DEFAULT_CHUNKED_LIMITS: ChunkedLimits = ChunkedLimits {
     max_trailer_bytes: DEFAULT_MAX_TRAILER_BYTES,
 };
 
-/// Returns head limits for an input of `input_len` bytes: mostly the defaults, sometimes limits
+/// Returns head limits for an input of `input_len` bytes: mostly `defaults`, sometimes limits
 /// at or near the input's length, tiny limits, no limits, or a header count above the cap.
-fn random_head_limits(rng: &mut Rng, input_len: usize) -> HeadLimits {
+fn random_head_limits(rng: &mut Rng, input_len: usize, defaults: HeadLimits) -> HeadLimits {
     let max_head_bytes = match rng.below(8) {
         0 => rng.below(input_len + 2),
         1 => input_len.saturating_sub(rng.below(3)),
         2 => rng.below(64),
         3 => usize::MAX,
-        _ => DEFAULT_MAX_REQUEST_HEAD_BYTES,
+        _ => defaults.max_head_bytes,
     };
     let max_header_count = match rng.below(8) {
         0 => rng.below(12),
         1 => MAX_HEADER_COUNT + rng.below(10),
-        _ => DEFAULT_MAX_HEADER_COUNT,
+        _ => defaults.max_header_count,
     };
     HeadLimits {
         max_head_bytes,
@@ -1058,10 +1071,10 @@ fn random_request_params(rng: &mut Rng, input_len: usize) -> RequestParams {
         usize::MAX
     };
     RequestParams {
-        limits: random_head_limits(rng, input_len),
+        limits: random_head_limits(rng, input_len, DEFAULT_REQUEST_LIMITS),
         forward_limit,
         prefill: if rng.chance(1, 8) { rng.below(64) } else { 0 },
-        client_ip: *rng.pick(CLIENT_IPS),
+        client_ip: rng.pick(CLIENT_IPS),
     }
 }
 
@@ -1088,7 +1101,7 @@ fn random_chunked_params(rng: &mut Rng, input_len: usize) -> ChunkedParams {
     let out_lens = (0..rng.in_range(1..4))
         .map(|_| {
             if rng.chance(1, 2) {
-                *rng.pick(OUT_LENS)
+                rng.pick(OUT_LENS)
             } else {
                 rng.in_range(1..100)
             }
@@ -1177,7 +1190,7 @@ fn response_head_fuzz() {
     for input in &corpus {
         for request_was_head in [false, true] {
             let params = ResponseParams {
-                limits: DEFAULT_HEAD_LIMITS,
+                limits: DEFAULT_RESPONSE_LIMITS,
                 request_was_head,
             };
             cases.push(Case {
@@ -1194,7 +1207,7 @@ fn response_head_fuzz() {
         |rng| {
             let input = mutated_or_generated(rng, &corpus, generate_response);
             let params = ResponseParams {
-                limits: random_head_limits(rng, input.len()),
+                limits: random_head_limits(rng, input.len(), DEFAULT_RESPONSE_LIMITS),
                 request_was_head: rng.chance(1, 4),
             };
             Case { input, params }
@@ -1306,7 +1319,7 @@ fn response_without_reason_phrase() {
             assert_response_holds(
                 input,
                 ResponseParams {
-                    limits: DEFAULT_HEAD_LIMITS,
+                    limits: DEFAULT_RESPONSE_LIMITS,
                     request_was_head,
                 },
             );
@@ -1323,7 +1336,7 @@ fn request_error_same_in_pieces() {
     long_field.resize(DEFAULT_MAX_REQUEST_HEAD_BYTES, b'v');
     long_field.extend_from_slice(b"\r\nBad Name: x\r\n\r\n");
     let cases: [(&[u8], HeadLimits); 3] = [
-        (&long_field, DEFAULT_HEAD_LIMITS),
+        (&long_field, DEFAULT_REQUEST_LIMITS),
         // 400 for the whole head, 431 for its first 16 bytes.
         (
             b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",

@@ -195,6 +195,14 @@ pub fn parse_request(
     Ok(true)
 }
 
+/// Returns whether the start of a request head is already invalid, so that a client sending
+/// garbage (TLS to a plain port, say) gets its 400 without waiting for an empty line that may
+/// never come. Header lines are not checked here: the full parse does that.
+pub fn is_invalid_request_start(buf: &[u8]) -> bool {
+    let mut request = httparse::Request::new(&mut []);
+    matches!(request.parse(buf), Err(err) if err != httparse::Error::TooManyHeaders)
+}
+
 fn partial_request(buf: &[u8], limits: HeadLimits) -> Result<bool, ProxyError> {
     if buf.len() < limits.max_head_bytes {
         return Ok(false);
