@@ -46,6 +46,10 @@ pub const IDLE_READ_BYTES: usize = 1024;
 /// The most request-body bytes ringway discards while lingering before it closes anyway.
 pub const LINGER_MAX_BYTES: usize = 1 << 20;
 
+/// How long an upstream may work on a request before ringway starts watching the client for a
+/// close. Most responses start sooner, and a client that left is still noticed this long after.
+pub const CLIENT_WATCH_DELAY: Duration = Duration::from_millis(50);
+
 /// Empty pipes a worker keeps for reuse by splice relays; a busier moment creates more and
 /// closes them when done. Each pipe is two descriptors and up to one buffer of kernel memory.
 pub const MAX_IDLE_PIPES: usize = 16;
@@ -666,7 +670,7 @@ impl Client {
                             monoio::time::timeout(timeouts.upstream_head, &mut read_head);
                         let waited = monoio::select! {
                             head = timed_head => Some(head),
-                            () = client_closed(&client_watch) => None,
+                            () = client_closed_after(CLIENT_WATCH_DELAY, &client_watch) => None,
                         };
                         match waited {
                             None => Err(HeadEnd::ClientLeft),
@@ -1011,6 +1015,13 @@ fn release_drained(request_result: &mut Option<Result<Relayed, RelayFailure>>) {
             relayed.pos = 0;
         }
     }
+}
+
+/// Waits `delay` (so that a fast response never starts a watch whose cancellation would cost
+/// an allocation in monoio), then completes when the client closes or resets its connection.
+async fn client_closed_after(delay: Duration, watch: &StreamWatcher<'_>) {
+    monoio::time::sleep(delay).await;
+    client_closed(watch).await;
 }
 
 /// Completes when the client closes or resets its connection. Bytes from the client (a

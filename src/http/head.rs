@@ -153,9 +153,12 @@ pub fn parse_request(
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADER_COUNT];
     let slots = &mut slots[..limits.max_header_count.min(MAX_HEADER_COUNT)];
     let mut request = httparse::Request::new(&mut []);
+    // Only the bytes the limit allows are parsed, so the outcome never depends on what follows
+    // them (a pipelined request or more of an oversized head).
+    let window = &buf[..buf.len().min(limits.max_head_bytes)];
     let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
         &mut request,
-        buf,
+        window,
         slots,
     );
     let head_len = match parsed {
@@ -170,7 +173,7 @@ pub fn parse_request(
                 ),
             ));
         }
-        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(httparse::Error::Version) => return Err(version_error(window)),
         Err(err) => {
             return Err(ProxyError::bad_request(format!(
                 "malformed request head: {}",
@@ -701,9 +704,12 @@ pub fn parse_response(
     }
     head.status = status;
     head.minor_version = version;
-    head.reason = response.reason.map_or(Span::default(), |reason| {
-        Span::within(buf, reason.as_bytes())
-    });
+    // httparse may return an empty reason that points outside `buf`, so only a non-empty
+    // reason becomes a span.
+    head.reason = match response.reason {
+        Some(reason) if !reason.is_empty() => Span::within(buf, reason.as_bytes()),
+        _ => Span::default(),
+    };
     head.head_len = head_len;
     read_response_fields(buf, response.headers, request_was_head, head)?;
     Ok(true)
