@@ -48,7 +48,7 @@ unsafe impl IoBufMut for PoolBuf {
     }
 }
 
-/// What a non-blocking peek sees on a connection.
+/// The state of a connection as a non-blocking peek reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerState {
     /// Open, with nothing to read.
@@ -83,8 +83,8 @@ pub fn peek_peer(fd: RawFd) -> PeerState {
 }
 
 /// Returns whether an idle connection can no longer carry a request: the peer closed or reset
-/// it, or it sent bytes nobody asked for. This catches most upstream keep-alive closes before a
-/// request is written.
+/// it, or it sent bytes that no request asked for. This catches most upstream keep-alive
+/// closes before a request is written.
 pub fn idle_connection_unusable(fd: RawFd) -> bool {
     peek_peer(fd) != PeerState::Quiet
 }
@@ -290,7 +290,7 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    /// Creates a pipe and asks the kernel for a buffer of `size` bytes (it may round up, or keep
+    /// Creates a pipe and requests a kernel buffer of `size` bytes (it may round up, or keep
     /// its default of 64 KiB where `fs.pipe-max-size` is lower).
     pub fn new(size: usize) -> io::Result<Pipe> {
         let mut fds = [0 as libc::c_int; 2];

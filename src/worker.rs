@@ -35,7 +35,7 @@ pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// of connections queue instead of being refused while a worker is busy.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
-/// What a client gets when `limits.max_connections_per_worker` is reached: ringway's own
+/// The response to a connection over `limits.max_connections_per_worker`. It is ringway's own
 /// refusal, so 503 with Retry-After (RFC 9110 section 15.6.4).
 const OVERLOADED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
 Content-Length: 57\r\nRetry-After: 1\r\nConnection: close\r\n\r\n503 Service Unavailable: too many connections; try again\n";
@@ -287,7 +287,7 @@ async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
                     "limits.max_connections_per_worker reached; closing new connections until others end"
                 );
             }
-            // A best-effort answer: the connection is closed right after, whatever was sent.
+            // A best-effort response: the connection is closed right after, whatever was sent.
             let _ = send_now(stream.as_raw_fd(), OVERLOADED_RESPONSE);
             drop(stream);
             continue;
