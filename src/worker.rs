@@ -117,32 +117,23 @@ fn run_worker(
 ) {
     let pinned =
         core.is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+    let main = worker_main(
+        worker,
+        core,
+        pinned,
+        driver,
+        config.clone(),
+        addresses,
+        ready.clone(),
+    );
     let result = match driver {
-        DriverKind::IoUring => build_uring_runtime(worker, &config).map(|mut runtime| {
-            runtime.block_on(worker_main(
-                worker,
-                core,
-                pinned,
-                driver,
-                config,
-                addresses,
-                ready.clone(),
-            ))
-        }),
+        DriverKind::IoUring => {
+            build_uring_runtime(worker, &config).map(|mut runtime| runtime.block_on(main))
+        }
         DriverKind::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
-            .map(|mut runtime| {
-                runtime.block_on(worker_main(
-                    worker,
-                    core,
-                    pinned,
-                    driver,
-                    config,
-                    addresses,
-                    ready.clone(),
-                ))
-            }),
+            .map(|mut runtime| runtime.block_on(main)),
     };
     if let Err(err) = result {
         let _ = ready.send(Err(io::Error::other(format!(
