@@ -1,10 +1,12 @@
 //! The client connection loop: read a request head, route it, exchange it with an upstream, and
 //! repeat while both sides keep the connection alive.
 //!
-//! Buffers: a client connection holds either no pooled buffer (while it waits for the next
-//! request, with only a small read buffer of its own) or exactly two, taken together: `inbound` for the client's bytes and `upstream` for
-//! the upstream's. It never waits for a buffer while it holds one, which keeps the pool free of
-//! deadlocks; relays only add a third or fourth buffer when one is free at once.
+//! Buffers: a client connection waits for its next request with no pooled buffer, only a small
+//! read buffer of its own. It then takes two pooled buffers together: `inbound` for the client's
+//! bytes and `upstream` for the upstream's. Once the response head has arrived and the request is
+//! sent, a drained `inbound` goes back early, and the rest goes back when the connection is idle
+//! again. A connection never waits for a buffer while it holds one, which keeps the pool free of
+//! deadlocks, and relays add a buffer only when one is free at once.
 //!
 //! Errors: every failure on the request path is a `ProxyError`, and `Client::respond_error` is
 //! the one place that turns it into the client's response and a log line.
