@@ -266,9 +266,7 @@ impl Workers {
     /// that `std::thread::available_parallelism` reports. Returns `None` when `worker` is
     /// not below [`Workers::count`] or when the CPU count is unavailable.
     ///
-    /// NOTE: under an affinity mask that excludes CPU 0 (for example `taskset -c 4-7`),
-    /// the ids `0..available_parallelism` that `Count` uses are not the CPUs the process
-    /// may run on. Reading the mask needs `sched_getaffinity`, which std does not expose.
+    /// A count pins worker `i` to the `i`-th CPU of the process's affinity mask, wrapping around.
     pub fn core_for(&self, worker: usize) -> Option<usize> {
         match self {
             Workers::Cores(cores) => cores.get(worker).copied(),
@@ -276,8 +274,10 @@ impl Workers {
                 if worker >= *count {
                     return None;
                 }
-                let cpus = std::thread::available_parallelism().ok()?;
-                Some(worker % cpus.get())
+                let cpus = crate::sys::allowed_cpus()
+                    .ok()
+                    .filter(|cpus| !cpus.is_empty())?;
+                Some(cpus[worker % cpus.len()])
             }
         }
     }
@@ -522,6 +522,8 @@ pub fn parse(json: &str) -> Result<Config, Vec<ConfigError>> {
 struct SystemInfo {
     /// CPU count from `std::thread::available_parallelism`, or its error message.
     cpu_count: Result<usize, String>,
+    /// CPUs in the process's affinity mask, or the error reading it.
+    allowed_cpus: Result<Vec<usize>, String>,
 }
 
 impl SystemInfo {
@@ -529,8 +531,33 @@ impl SystemInfo {
         let cpu_count = std::thread::available_parallelism()
             .map(|count| count.get())
             .map_err(|error| error.to_string());
-        SystemInfo { cpu_count }
+        let allowed_cpus = crate::sys::allowed_cpus().map_err(|error| error.to_string());
+        SystemInfo {
+            cpu_count,
+            allowed_cpus,
+        }
     }
+}
+
+/// Formats CPU ids as ranges, for example "0-3,8".
+fn describe_cpus(cpus: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut index = 0;
+    while index < cpus.len() {
+        let start = cpus[index];
+        let mut end = start;
+        while index + 1 < cpus.len() && cpus[index + 1] == end + 1 {
+            index += 1;
+            end = cpus[index];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        index += 1;
+    }
+    parts.join(",")
 }
 
 fn parse_with(json: &str, system: &SystemInfo) -> Result<Config, Vec<ConfigError>> {
@@ -987,12 +1014,12 @@ impl Checker<'_> {
             );
             return None;
         }
-        let cpu_count = match &self.system.cpu_count {
-            Ok(count) => *count,
+        let allowed = match &self.system.allowed_cpus {
+            Ok(allowed) => allowed.clone(),
             Err(error) => {
                 self.report(
                     PATH,
-                    format!("CPU ids cannot be checked because std::thread::available_parallelism failed: {error}"),
+                    format!("CPU ids cannot be checked because reading the CPU affinity mask failed: {error}"),
                     "set workers to a count instead of a list",
                 );
                 return None;
@@ -1008,19 +1035,11 @@ impl Checker<'_> {
                 valid = false;
                 continue;
             };
-            if id >= cpu_count {
-                // NOTE: the bound is a count, not the set of CPUs this process may use, so
-                // under an affinity mask such as `taskset -c 4-7` valid ids are rejected.
-                // std offers no way to read the mask.
+            if !allowed.contains(&id) {
                 self.report(
                     &path,
-                    format!(
-                        "CPU id {id} is out of range, because std::thread::available_parallelism reports {cpu_count} CPUs"
-                    ),
-                    format!(
-                        "use ids from 0 to {}. An affinity mask or cgroup CPU quota can make the reported count lower than the machine's",
-                        cpu_count - 1
-                    ),
+                    format!("CPU id {id} is not in this process's CPU affinity mask"),
+                    format!("use ids from the mask: {}", describe_cpus(&allowed)),
                 );
                 valid = false;
                 continue;
@@ -1893,6 +1912,7 @@ mod tests {
     fn system() -> SystemInfo {
         SystemInfo {
             cpu_count: Ok(TEST_CPUS),
+            allowed_cpus: Ok((0..TEST_CPUS).collect()),
         }
     }
 
@@ -2143,6 +2163,7 @@ mod tests {
     fn workers_auto_caps_at_maximum() {
         let many = SystemInfo {
             cpu_count: Ok(5000),
+            allowed_cpus: Ok((0..5000).collect()),
         };
         let config = parse_with(&minimal_with(&[("/workers", json!("auto"))]), &many).unwrap();
         assert_eq!(config.workers, Workers::Count(1024));
@@ -2152,6 +2173,7 @@ mod tests {
     fn workers_auto_without_cpu_count() {
         let unknown = SystemInfo {
             cpu_count: Err("not supported".to_owned()),
+            allowed_cpus: Err("not supported".to_owned()),
         };
         let errors =
             parse_with(&minimal_with(&[("/workers", json!("auto"))]), &unknown).unwrap_err();
@@ -2651,12 +2673,22 @@ mod tests {
             "workers[1]",
             "9",
         );
-        assert!(
-            error.message.contains("available_parallelism"),
-            "{error:#?}"
-        );
-        assert!(error.message.contains(&TEST_CPUS.to_string()), "{error:#?}");
-        assert!(error.fix.contains("0 to 3"), "{error:#?}");
+        assert!(error.message.contains("affinity mask"), "{error:#?}");
+        assert!(error.fix.contains("0-3"), "{error:#?}");
+    }
+
+    #[test]
+    fn cpu_ids_checked_against_mask() {
+        // Under `taskset -c 2,4-5` the ids the process may use are not 0..count.
+        let masked = SystemInfo {
+            cpu_count: Ok(3),
+            allowed_cpus: Ok(vec![2, 4, 5]),
+        };
+        let config = parse_with(&minimal_with(&[("/workers", json!([4, 2]))]), &masked).unwrap();
+        assert_eq!(config.workers, Workers::Cores(vec![4, 2]));
+        let errors = parse_with(&minimal_with(&[("/workers", json!([0]))]), &masked).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].fix, "use ids from the mask: 2,4-5");
     }
 
     #[test]
