@@ -78,6 +78,8 @@ pub struct WorkerContext {
     pub connections: Cell<usize>,
     /// Rate limit for the warning that the buffer pool is exhausted.
     pub pool_log: RefCell<RateLimitedLog>,
+    /// Rate limit for the log lines about requests rejected as the client's fault.
+    pub client_error_log: RefCell<RateLimitedLog>,
     /// Empty pipes kept for splice relays (`relay: "splice"`), at most `MAX_IDLE_PIPES`.
     pub pipes: RefCell<Vec<Pipe>>,
 }
@@ -814,7 +816,7 @@ impl Client {
 
         match end {
             DuplexEnd::ClientGone => {
-                debug!(client = %self.peer, "client went away before the response head was written");
+                debug!(client = %self.peer, "client closed before the response head was written");
                 Exchanged::Done(Next::Close)
             }
             DuplexEnd::NoResponse {
@@ -1083,7 +1085,13 @@ fn log_error(
             }
             None => warn!(worker = ctx.id, client = %client, status, "{err}"),
         },
-        _ => info!(worker = ctx.id, client = %client, status, "{err}"),
+        // Bad requests come from outside and can arrive by the thousand, so they are logged at
+        // most once a second per worker, with a count of the lines held back.
+        _ => {
+            if let Some(suppressed) = ctx.client_error_log.borrow_mut().allow() {
+                info!(worker = ctx.id, client = %client, status, suppressed, "{err}");
+            }
+        }
     }
 }
 
@@ -1244,7 +1252,7 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
                             _ => {
                                 let error = ProxyError::new(
                                     Kind::ClientClosed,
-                                    "client went away while an interim response was written",
+                                    "client closed while an interim response was written",
                                 );
                                 return Err(HeadFailure {
                                     error,

@@ -216,6 +216,7 @@ async fn worker_main(
         upstreams: RefCell::new(Upstreams::new(&config)),
         connections: Cell::new(0),
         pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
+        client_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         pipes: RefCell::new(Vec::new()),
         config,
     });
