@@ -6,8 +6,9 @@
 //! `MAX_IDLE_BUFFERS`, and returned to the pool when the lease is dropped, including when an
 //! in-flight operation that owns the buffer completes after its future was cancelled.
 //!
-//! When the pool is exhausted, tasks wait in FIFO order instead of allocating more. A task only
-//! ever waits while it holds no buffer (see `BufferPool::acquire`), so waiting cannot deadlock.
+//! When the pool is exhausted, tasks wait in FIFO order instead of allocating more. The
+//! connection loop waits only while it holds no buffer (see `BufferPool::acquire`), so waiting
+//! cannot deadlock.
 //! Extra buffers that speed a transfer up (overlapping a read with a write) are only taken with
 //! `try_acquire`, which never waits.
 
@@ -102,7 +103,7 @@ impl BufferPool {
         }
     }
 
-    /// Leases one buffer if one is free and nobody is waiting; never waits.
+    /// Leases one buffer if one is free and no task is waiting for one. It never waits.
     pub fn try_acquire(&self) -> Option<PoolBuf> {
         let mut state = self.shared.borrow_mut();
         if !state.waiters.is_empty() || state.leased >= state.max {

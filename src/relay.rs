@@ -1,8 +1,8 @@
 //! Streaming one message body from a reader to a writer through pooled buffers.
 //!
-//! The body never lives anywhere but in the one or two buffers in flight: a relay reads a piece,
-//! frames it for the other side, writes it, and reads the next piece into a second buffer while
-//! the write is in progress when the pool has one to spare.
+//! The body never lives anywhere but in the one or two buffers in flight. A relay reads a piece,
+//! frames it for the other side and writes it. When the pool has a buffer to spare, it reads the
+//! next piece into that buffer while the write is in progress.
 //!
 //! Buffer layout: pending bytes are `buf[pos..buf.len()]`. Reads land at `HEADROOM` so that a
 //! chunk-size line fits in front of the data, and stop `TAILROOM` bytes before the end so that the
@@ -314,8 +314,8 @@ async fn write_static<W: AsyncWriteRent>(
 
 /// Writes `buf[start..end]` while reading the next piece into `next`. Returns the written buffer
 /// (now free) and the read count with the buffer read into. A failure on either side returns at
-/// once; the other operation is cancelled and its buffer goes back to the pool when the kernel
-/// is done with it.
+/// once. The other operation is then cancelled, and its buffer goes back to the pool when the
+/// kernel is done with it.
 async fn write_while_reading<R: AsyncReadRent, W: AsyncWriteRent>(
     writer: &mut W,
     buf: PoolBuf,
