@@ -205,8 +205,8 @@ pub struct PoolBuf {
 }
 
 impl PoolBuf {
-    /// Returns an empty buffer that belongs to no pool. It stands in while an operation owns the
-    /// real buffer, and its capacity of zero allocates nothing.
+    /// Returns an empty buffer that belongs to no pool. It takes the real buffer's place while an
+    /// operation owns that one, and its capacity of zero allocates nothing.
     pub fn detached() -> PoolBuf {
         PoolBuf {
             vec: Vec::new(),

@@ -45,7 +45,7 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// the pooled buffer. nginx's `client_header_buffer_size` has the same default.
 pub const IDLE_READ_BYTES: usize = 1024;
 
-/// The most request-body bytes ringway discards while lingering before it closes anyway.
+/// Maximum request-body bytes ringway discards while lingering before it closes anyway.
 pub const LINGER_MAX_BYTES: usize = 1 << 20;
 
 /// How long an upstream may work on a request before ringway starts watching the client for a
@@ -713,8 +713,8 @@ impl Client {
                         }
                         BodyKind::Chunked | BodyKind::CloseDelimited => ClientFraming::Close,
                     };
-                    // If the client is still sending its body, the connection cannot be reused:
-                    // say so now, since the head goes out first.
+                    // If the client is still sending its body, the connection cannot be reused,
+                    // and the head must announce that because it goes out first.
                     let close_client = !client_keep_alive
                         || client_framing == ClientFraming::Close
                         || !request_complete;
