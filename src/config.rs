@@ -323,7 +323,7 @@ impl Default for IoUring {
     }
 }
 
-/// How response bodies with a known end move from the upstream socket to the client socket.
+/// The way response bodies with a known end move from the upstream socket to the client socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RelayMode {
     /// Through pooled buffers in user space, overlapping each read with the previous write.

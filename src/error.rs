@@ -26,7 +26,7 @@ impl fmt::Display for Side {
     }
 }
 
-/// What went wrong, at the level the response and the log need.
+/// The kind of failure, at the level the response and the log need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Malformed or ambiguous request (RFC 9112 framing rules, invalid Host): 400.
@@ -133,7 +133,7 @@ impl ProxyError {
 impl ProxyError {
     /// Returns the detail to show the client. Client and routing errors explain what to change
     /// in the request; upstream errors get a fixed text, because addresses and OS errors of
-    /// internal servers are for the log, not for whoever sent the request.
+    /// internal servers are for the log, not for the client that sent the request.
     pub fn public_detail(&self) -> &str {
         match self.kind {
             Kind::ConnectFailed => "the upstream server could not be reached",

@@ -141,7 +141,7 @@ impl WorkerContext {
     }
 }
 
-/// The two buffers a connection holds while it has a request in progress.
+/// The two pooled buffers of a connection with a request in progress.
 struct Buffers {
     inbound: PoolBuf,
     upstream: PoolBuf,
@@ -375,7 +375,7 @@ impl Client {
         let request = &self.request;
         let config = &self.ctx.config;
         // An absolute-form target with no path means "/" (RFC 9110 section 4.2.3), and "OPTIONS *"
-        // asks about the server as a whole, so both match routes as "/".
+        // concerns the server as a whole, so both match routes as "/".
         let path = match request.path.of(buf) {
             b"" | b"*" => &b"/"[..],
             path => path,
@@ -564,7 +564,8 @@ impl Client {
                         Kind::UpstreamTimeout,
                         "sending the request head timed out",
                     );
-                    return self.fail(stream, inbound, err, upstream_addr).await;
+                    drop(inbound);
+                    return self.fail(stream, err, upstream_addr).await;
                 }
                 Ok((Ok(n), slice)) if n > 0 => {
                     sent += n;
@@ -596,7 +597,8 @@ impl Client {
                 Kind::UpstreamClosed,
                 format!("sending the request failed: {err}"),
             );
-            return self.fail(stream, inbound, err, upstream_addr).await;
+            drop(inbound);
+            return self.fail(stream, err, upstream_addr).await;
         }
 
         let request_was_head = self.request.is_head(&inbound);
@@ -627,7 +629,7 @@ impl Client {
         };
 
         // The request body (if any) streams to the upstream while the response head is awaited,
-        // and goes on streaming while the response body flows back: an upstream may answer
+        // and goes on streaming while the response body flows back: an upstream may respond
         // early (an error, or a 100 Continue the client waits for).
         let end = {
             let request_relay = relay::relay(
@@ -829,10 +831,7 @@ impl Client {
             DuplexEnd::NoResponse {
                 head_end: HeadEnd::RequestFailed(err),
                 ..
-            } => {
-                self.fail_without_buffer(Some(stream), err, upstream_addr)
-                    .await
-            }
+            } => self.fail(stream, err, upstream_addr).await,
             DuplexEnd::NoResponse {
                 head_end: HeadEnd::Failed(failure),
                 request_result,
@@ -852,8 +851,7 @@ impl Client {
                         };
                     }
                 }
-                self.fail_without_buffer(Some(stream), failure.error, upstream_addr)
-                    .await
+                self.fail(stream, failure.error, upstream_addr).await
             }
             DuplexEnd::Responded {
                 response_result: Err(failure),
@@ -930,23 +928,10 @@ impl Client {
     async fn fail(
         &mut self,
         stream: TcpStream,
-        inbound: PoolBuf,
         err: ProxyError,
         upstream_addr: SocketAddr,
     ) -> Exchanged {
         self.stream = Some(stream);
-        drop(inbound);
-        self.respond_error(&err, Some(upstream_addr)).await;
-        Exchanged::Done(Next::Close)
-    }
-
-    async fn fail_without_buffer(
-        &mut self,
-        stream: Option<TcpStream>,
-        err: ProxyError,
-        upstream_addr: SocketAddr,
-    ) -> Exchanged {
-        self.stream = stream;
         self.respond_error(&err, Some(upstream_addr)).await;
         Exchanged::Done(Next::Close)
     }

@@ -390,6 +390,7 @@ pub async fn splice_relay(
         });
     }
     let len = buf.len();
+    let upstream = reader.watcher();
     loop {
         let want = match &source {
             Source::Length(decoder) => decoder.remaining().min(pipe_bytes as u64) as usize,
@@ -403,10 +404,10 @@ pub async fn splice_relay(
             });
         }
         let moved = loop {
-            match splice_nonblocking(reader.raw_fd(), pipe.write_fd(), want) {
+            match splice_nonblocking(upstream.raw_fd(), pipe.write_fd(), want) {
                 Ok(moved) => break moved,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    match monoio::time::timeout(params.read_timeout, reader.readable()).await {
+                    match monoio::time::timeout(params.read_timeout, upstream.readable()).await {
                         Err(_) => return Err(RelayFailure::SourceTimeout),
                         Ok(Err(err)) => return Err(RelayFailure::SourceError(err)),
                         Ok(Ok(())) => {}

@@ -227,19 +227,6 @@ impl AsyncWriteRent for StreamWriter<'_> {
     }
 }
 
-impl StreamReader<'_> {
-    pub fn raw_fd(&self) -> RawFd {
-        // SAFETY: see `StreamReader::read`; only the descriptor number is read.
-        unsafe { (*self.stream.as_ptr()).as_raw_fd() }
-    }
-
-    /// Waits until the stream has bytes to read (or an end of stream or error to report).
-    pub async fn readable(&self) -> io::Result<()> {
-        // SAFETY: see `StreamReader::read`; a readiness wait only uses the shared descriptor.
-        unsafe { (*self.stream.as_ptr()).readable(false).await }
-    }
-}
-
 impl<'a> StreamReader<'a> {
     /// Returns a handle that can wait for readiness and peek while this reader is lent out.
     pub fn watcher(&self) -> StreamWatcher<'a> {
@@ -298,7 +285,7 @@ impl Pipe {
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by no other code.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: F_SETPIPE_SZ takes an int argument on an open pipe descriptor. A failure
         // leaves the default size, which works too.

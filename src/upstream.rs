@@ -119,14 +119,6 @@ impl Upstreams {
         }
         closed
     }
-
-    pub fn idle_count(&self) -> usize {
-        self.groups
-            .iter()
-            .flat_map(|group| group.idle.iter())
-            .map(Vec::len)
-            .sum()
-    }
 }
 
 /// Opens a new connection to `addr` within `limit`, with Nagle's algorithm off so that small

@@ -46,7 +46,7 @@ fn garbage_head_rejected_at_once() {
 fn client_leaving_closes_upstream() {
     let (closed_tx, closed_rx) = mpsc::channel::<Instant>();
     let closed_tx = Mutex::new(closed_tx);
-    // An upstream that reads the request and never answers, and records when ringway closes.
+    // An upstream that reads the request and never responds, and records when ringway closes.
     let origin = RawOrigin::start(move |mut stream, _| {
         if read_request(&mut stream).is_err() {
             return;

@@ -215,7 +215,7 @@ pub fn write_request_head(
     }
 }
 
-/// How ringway frames a response body toward the client.
+/// The framing ringway uses for a response body toward the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFraming {
     /// No body follows (HEAD, 1xx, 204, 304, or an empty body).

@@ -144,7 +144,7 @@ impl RequestHead {
 /// Parses a request head from the start of `buf` into `head`.
 ///
 /// Returns `Ok(false)` when more bytes are needed and the limits still allow them, `Ok(true)` with
-/// `head` filled when the head is complete and acceptable, and the error to answer with otherwise.
+/// `head` filled when the head is complete and acceptable, and the error to respond with otherwise.
 pub fn parse_request(
     buf: &[u8],
     limits: HeadLimits,
@@ -768,7 +768,7 @@ fn read_response_fields(
 }
 
 /// Applies RFC 9112 section 6.3 to a response. Bodiless responses end at the head whatever their
-/// framing headers say; an ambiguous framing is an error rather than a guess, because relaying a
+/// framing headers state. An ambiguous framing is an error rather than a guess, because relaying a
 /// guess could splice one response into the next.
 fn response_body(
     buf: &[u8],
