@@ -69,6 +69,11 @@ pub const DEFAULT_UPSTREAM_READ_TIMEOUT_MS: u64 = 60_000;
 /// a lower value.
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
 
+/// Default `timeouts.tunnel_idle_ms`, how long an upgraded connection (a WebSocket, say) may
+/// carry no byte in either direction before both sides are closed. 5 minutes is Envoy's
+/// default stream idle timeout; WebSocket clients that ping more often than that stay open.
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT_MS: u64 = 300_000;
+
 /// Allowed values of `limits.max_request_head_bytes` and `limits.max_response_head_bytes`
 /// before the cross-check against `buffers.size_bytes`. The shortest request head with a
 /// Host field is about 27 bytes, so a limit below 64 bytes would reject nearly every
@@ -198,6 +203,7 @@ const TIMEOUT_KEYS: &[&str] = &[
     "upstream_head_ms",
     "upstream_read_ms",
     "upstream_idle_ms",
+    "tunnel_idle_ms",
 ];
 const LIMIT_KEYS: &[&str] = &[
     "max_request_head_bytes",
@@ -391,6 +397,8 @@ pub struct Timeouts {
     pub upstream_read: Duration,
     /// How long an idle pooled upstream connection is kept.
     pub upstream_idle: Duration,
+    /// How long an upgraded connection may stay silent in both directions.
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -404,6 +412,7 @@ impl Default for Timeouts {
             upstream_head: Duration::from_millis(DEFAULT_UPSTREAM_HEAD_TIMEOUT_MS),
             upstream_read: Duration::from_millis(DEFAULT_UPSTREAM_READ_TIMEOUT_MS),
             upstream_idle: Duration::from_millis(DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS),
+            tunnel_idle: Duration::from_millis(DEFAULT_TUNNEL_IDLE_TIMEOUT_MS),
         }
     }
 }
@@ -1640,6 +1649,7 @@ impl Checker<'_> {
         let upstream_head = field("upstream_head_ms", defaults.upstream_head);
         let upstream_read = field("upstream_read_ms", defaults.upstream_read);
         let upstream_idle = field("upstream_idle_ms", defaults.upstream_idle);
+        let tunnel_idle = field("tunnel_idle_ms", defaults.tunnel_idle);
 
         Some(Timeouts {
             connect: connect?,
@@ -1650,6 +1660,7 @@ impl Checker<'_> {
             upstream_head: upstream_head?,
             upstream_read: upstream_read?,
             upstream_idle: upstream_idle?,
+            tunnel_idle: tunnel_idle?,
         })
     }
 
@@ -2032,6 +2043,7 @@ mod tests {
         assert_eq!(timeouts.upstream_head, Duration::from_secs(60));
         assert_eq!(timeouts.upstream_read, Duration::from_secs(60));
         assert_eq!(timeouts.upstream_idle, Duration::from_secs(30));
+        assert_eq!(timeouts.tunnel_idle, Duration::from_secs(300));
 
         let limits = Limits::default();
         assert_eq!(limits.max_request_head_bytes, 16384);
@@ -2067,7 +2079,8 @@ mod tests {
                 { "path_prefix": "/", "upstream": "web" }
             ],
             "timeouts": { "connect_ms": 1, "client_head_ms": 2, "client_idle_ms": 3, "client_body_read_ms": 4,
-                          "client_write_ms": 5, "upstream_head_ms": 6, "upstream_read_ms": 7, "upstream_idle_ms": 86400000 },
+                          "client_write_ms": 5, "upstream_head_ms": 6, "upstream_read_ms": 7, "upstream_idle_ms": 86400000,
+                          "tunnel_idle_ms": 8 },
             "limits": { "max_request_head_bytes": 4096, "max_response_head_bytes": 8192, "max_header_count": 1000,
                         "max_request_body_bytes": 0, "max_chunk_extension_bytes": 0, "max_trailer_bytes": 0,
                         "max_connections_per_worker": 1 },
@@ -2123,6 +2136,7 @@ mod tests {
         assert_eq!(config.timeouts.upstream_head, Duration::from_millis(6));
         assert_eq!(config.timeouts.upstream_read, Duration::from_millis(7));
         assert_eq!(config.timeouts.upstream_idle, Duration::from_secs(86_400));
+        assert_eq!(config.timeouts.tunnel_idle, Duration::from_millis(8));
 
         assert_eq!(
             config.limits,
@@ -2816,7 +2830,7 @@ mod tests {
         assert!(
             timeouts_error.fix.contains(
                 "connect_ms, client_head_ms, client_idle_ms, client_body_read_ms, client_write_ms, \
-                 upstream_head_ms, upstream_read_ms, upstream_idle_ms"
+                 upstream_head_ms, upstream_read_ms, upstream_idle_ms, tunnel_idle_ms"
             ),
             "{timeouts_error:#?}"
         );

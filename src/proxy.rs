@@ -33,6 +33,7 @@ use crate::logging::RateLimitedLog;
 use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
 use crate::route::find_route;
 use crate::sys::{PeerState, Pipe, StreamWatcher, peek_peer, split_stream};
+use crate::tunnel;
 use crate::upstream::{self, UpstreamConnection, Upstreams};
 
 /// How long ringway keeps reading (and discarding) a client's unread request body after an error
@@ -626,6 +627,7 @@ impl Client {
             request_was_head,
             client_minor,
             write_timeout: timeouts.client_write,
+            upgrade_offered: self.request.upgrade.is_some(),
         };
 
         // The request body (if any) streams to the upstream while the response head is awaited,
@@ -701,6 +703,13 @@ impl Client {
                     head_end,
                     request_result,
                 },
+                Ok((upstream_buf, body_start)) if self.response.status == 101 => {
+                    DuplexEnd::Upgraded {
+                        upstream_buf,
+                        body_start,
+                        request_result,
+                    }
+                }
                 Ok((upstream_buf, body_start)) => {
                     // From here on nothing retries the request, so a drained inbound buffer can
                     // go back to the pool while the response streams (to a slow reader, maybe).
@@ -817,6 +826,65 @@ impl Client {
         };
 
         match end {
+            DuplexEnd::Upgraded {
+                upstream_buf,
+                body_start,
+                request_result,
+            } => {
+                // A bodiless request's relay is complete before any response, so its buffer
+                // holds whatever the client sent after the head: the first tunnel bytes.
+                let Some(Ok(request)) = request_result else {
+                    return Exchanged::Done(Next::Close);
+                };
+                forward::write_response_head(
+                    &mut self.head_out,
+                    &upstream_buf[..body_start],
+                    &self.response,
+                    ClientFraming::None,
+                    false,
+                    client_minor,
+                );
+                let head_bytes = std::mem::take(&mut self.head_out);
+                let written =
+                    monoio::time::timeout(timeouts.client_write, client_write.write_all(head_bytes))
+                        .await;
+                match written {
+                    Ok((Ok(_), head_bytes)) => self.head_out = head_bytes,
+                    _ => return Exchanged::Done(Next::Close),
+                }
+                let from_client = tunnel::Early {
+                    buf: request.buf,
+                    start: request.pos,
+                };
+                let from_upstream = tunnel::Early {
+                    buf: upstream_buf,
+                    start: body_start,
+                };
+                let params = tunnel::TunnelParams {
+                    idle_timeout: timeouts.tunnel_idle,
+                    write_timeout: timeouts.client_write,
+                };
+                let ended = tunnel::run(
+                    &mut client_read,
+                    &mut client_write,
+                    &mut upstream_read,
+                    &mut upstream_write,
+                    Some(from_client),
+                    Some(from_upstream),
+                    &ctx.pool,
+                    params,
+                )
+                .await;
+                debug!(
+                    client = %self.peer,
+                    upstream = %upstream_addr,
+                    client_to_upstream = ended.client_to_upstream,
+                    upstream_to_client = ended.upstream_to_client,
+                    reason = ?ended.reason,
+                    "tunnel closed"
+                );
+                Exchanged::Done(Next::Close)
+            }
             DuplexEnd::ClientGone => {
                 debug!(client = %self.peer, "client closed before the response head was written");
                 Exchanged::Done(Next::Close)
@@ -1137,6 +1205,12 @@ enum DuplexEnd {
         head_end: HeadEnd,
         request_result: Option<Result<Relayed, RelayFailure>>,
     },
+    /// The upstream switched protocols: the 101 head is at the start of `upstream_buf`.
+    Upgraded {
+        upstream_buf: PoolBuf,
+        body_start: usize,
+        request_result: Option<Result<Relayed, RelayFailure>>,
+    },
     /// The response head was relayed; the body relay ended with `response_result`.
     Responded {
         response_result: Result<Relayed, RelayFailure>,
@@ -1172,6 +1246,8 @@ struct HeadReadParams {
     request_was_head: bool,
     client_minor: u8,
     write_timeout: Duration,
+    /// The request offered an upgrade, so a 101 is its final response.
+    upgrade_offered: bool,
 }
 
 struct HeadFailure {
@@ -1210,6 +1286,10 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
                 }
                 Ok(false) => {}
                 Ok(true) if response.status >= 200 => {
+                    let body_start = response.head_len;
+                    return Ok((buf, body_start));
+                }
+                Ok(true) if response.status == 101 && params.upgrade_offered => {
                     let body_start = response.head_len;
                     return Ok((buf, body_start));
                 }

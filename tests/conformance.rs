@@ -61,6 +61,7 @@
 //!   `interim_responses`
 //! - 101 to a request without Upgrade gives 502: failures.rs `unrequested_upgrade_502`
 //! - 101 to a request whose Upgrade ringway removed gives 502: `upgrade_101_502`
+//! - an upgrade offer with a 101 becomes a byte tunnel: upgrade.rs
 //! - garbage or no status line gives 502: failures.rs `garbage_response_502` and
 //!   `partial_head_502`
 //! - obs-fold, whitespace before the colon, CR or NUL in a response head gives 502:
@@ -1263,7 +1264,7 @@ fn connection_named_removed() {
 }
 
 // RFC 9113 section 3.1 deprecates the h2c upgrade and HTTP2-Settings, and RFC 9110
-// section 7.8 makes Upgrade hop-by-hop. ringway implements no upgrade, so Upgrade and
+// section 7.8 makes Upgrade hop-by-hop. ringway never offers h2c upstream, so Upgrade and
 // HTTP2-Settings never reach the origin, whether or not Connection names them, and the
 // client gets the origin's HTTP/1.1 response, not 101.
 #[test]
@@ -1715,10 +1716,10 @@ fn interim_responses() {
 }
 
 // RFC 9110 sections 7.8 and 15.2.2: a server sends 101 only to switch to a protocol the
-// client asked for in Upgrade. ringway removes Upgrade because it cannot relay another
-// protocol yet, so the origin never receives the client's request to upgrade. A 101
-// from the origin anyway gives 502. Its bytes never reach the client, and the
-// connection that switched protocols is never reused.
+// client asked for in Upgrade. An Upgrade that Connection does not name is not an offer,
+// so ringway removes it and the origin never receives a request to upgrade. A 101 from
+// the origin anyway gives 502. Its bytes never reach the client, and the connection that
+// switched protocols is never reused. Honoured upgrades are tested in upgrade.rs.
 #[test]
 fn upgrade_101_502() {
     for driver in DRIVERS {
@@ -1736,7 +1737,7 @@ fn upgrade_101_502() {
         let mut stream = connect(gateway.proxy.addr);
         send(
             &mut stream,
-            b"GET /chat HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+            b"GET /chat HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\n\
               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         );
         let response = read_response(&mut stream, false)

@@ -687,16 +687,28 @@ fn check_forwarded_request(
         .filter(|field| field.role == FieldRole::HopByHop)
         .map(|field| field.name.of(forwarded).to_ascii_lowercase())
         .collect();
-    let expected_framing: &[&[u8]] = match head.body {
-        Some(BodyKind::Length(_)) => &[b"content-length"],
-        Some(BodyKind::Chunked) => &[b"transfer-encoding"],
-        _ => &[],
+    let mut expected_framing: Vec<&[u8]> = match head.body {
+        Some(BodyKind::Length(_)) => vec![b"content-length"],
+        Some(BodyKind::Chunked) => vec![b"transfer-encoding"],
+        _ => Vec::new(),
     };
+    // An honoured upgrade offer is written anew, after the framing field.
+    if head.upgrade.is_some() {
+        expected_framing.extend([&b"upgrade"[..], b"connection"]);
+    }
     if framing_names != expected_framing {
         return Err(format!(
             "forwarded head \"{forwarded_text}\" has the hop-by-hop fields {framing_names:?}; only ringway's framing field \
-             may be there"
+             and an honoured upgrade offer may be there"
         ));
+    }
+    if let Some(offer) = head.upgrade {
+        if again.upgrade.map(|value| value.of(forwarded)) != Some(offer.of(input)) {
+            return Err(format!(
+                "forwarded head \"{forwarded_text}\" does not carry the upgrade offer {:?}",
+                String::from_utf8_lossy(offer.of(input))
+            ));
+        }
     }
 
     let expected_host: &[u8] = match (head.target_authority, head.host) {

@@ -204,6 +204,12 @@ pub fn write_request_head(
         Some(BodyKind::Chunked) => writer.put(b"Transfer-Encoding: chunked\r\n"),
         Some(BodyKind::None | BodyKind::CloseDelimited) | None => {}
     }
+    // Upgrade and Connection are hop-by-hop, so an honoured upgrade offer is written anew for
+    // this hop rather than copied.
+    if let Some(protocols) = head.upgrade {
+        writer.put_field(b"Upgrade", protocols.of(buf));
+        writer.put(b"Connection: upgrade\r\n");
+    }
     writer.put(b"\r\n");
     if writer.finish() {
         Ok(())
@@ -272,7 +278,14 @@ pub fn write_response_head(
     if !date_forwarded {
         with_date(|date| writer.put_field(b"Date", date));
     }
-    if close {
+    if head.status == 101 {
+        // The switch is relayed as the upstream made it: the connection now carries the
+        // protocol named in Upgrade, in both directions.
+        if let Some(protocol) = head.upgrade {
+            writer.put_field(b"Upgrade", protocol.of(buf));
+        }
+        writer.put(b"Connection: upgrade\r\n");
+    } else if close {
         writer.put(b"Connection: close\r\n");
     } else if client_minor_version == 0 {
         writer.put(b"Connection: keep-alive\r\n");

@@ -98,6 +98,10 @@ pub struct RequestHead {
     pub host: Option<Span>,
     /// Header names listed in Connection (other than close and keep-alive): hop-by-hop too.
     pub connection_tokens: Vec<Span>,
+    /// The Upgrade value of a bodiless HTTP/1.1 request whose Connection lists `upgrade`
+    /// (RFC 9110 section 7.8): the protocols the client offers, forwarded so that the upstream
+    /// may switch with a 101. `None` for every other request, which loses its Upgrade header.
+    pub upgrade: Option<Span>,
 }
 
 /// A parsed response head.
@@ -115,6 +119,8 @@ pub struct ResponseHead {
     pub content_length: Option<u64>,
     pub has_date: bool,
     pub connection_tokens: Vec<Span>,
+    /// The Upgrade value, which a 101 response carries to name the protocol switched to.
+    pub upgrade: Option<Span>,
 }
 
 impl RequestHead {
@@ -594,9 +600,11 @@ fn read_request_fields(
     head.connection_tokens.clear();
     head.host = None;
     head.expect_continue = false;
+    head.upgrade = None;
     let mut framing = Framing::default();
     let (mut close, mut keep_alive) = (false, false);
     let mut host_lines = 0;
+    let mut upgrade = None;
     for header in headers {
         let name = Span::within(buf, header.name.as_bytes());
         let value = Span::within(buf, header.value);
@@ -616,6 +624,12 @@ fn read_request_fields(
         } else if role == FieldRole::Host {
             host_lines += 1;
             head.host = Some(Span::within(buf, trim_ows(header.value)));
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            // Several Upgrade lines would have to be combined; offering none is the safe reading.
+            upgrade = match upgrade {
+                None => Some(Span::within(buf, trim_ows(header.value))),
+                Some(_) => Some(Span::default()),
+            };
         } else if name.eq_ignore_ascii_case(b"expect") {
             if !trim_ows(header.value).eq_ignore_ascii_case(b"100-continue") {
                 return Err(ProxyError::new(
@@ -651,7 +665,25 @@ fn read_request_fields(
     } else {
         keep_alive && !close
     };
+    head.upgrade = upgrade.filter(|value| is_tunnel_upgrade(buf, head, *value));
     Ok(())
+}
+
+/// Returns whether a request's Upgrade `value` is honoured: the request is HTTP/1.1 (a server
+/// must ignore Upgrade from HTTP/1.0, RFC 9110 section 7.8), Connection lists `upgrade`, it has
+/// no body (the switch happens right after the head, so a body would be mistaken for the new
+/// protocol), and no offered protocol is h2c, which ringway does not speak to clients.
+fn is_tunnel_upgrade(buf: &[u8], head: &RequestHead, value: Span) -> bool {
+    let listed = head
+        .connection_tokens
+        .iter()
+        .any(|token| token.of(buf).eq_ignore_ascii_case(b"upgrade"));
+    let bodiless = matches!(head.body, Some(BodyKind::None | BodyKind::Length(0)));
+    let offers_h2c = value
+        .of(buf)
+        .split(|&b| b == b',')
+        .any(|protocol| trim_ows(protocol).eq_ignore_ascii_case(b"h2c"));
+    head.minor_version >= 1 && listed && bodiless && !value.is_empty() && !offers_h2c
 }
 
 /// Parses a response head from the start of `buf`, for a request whose method was HEAD or not.
@@ -724,6 +756,7 @@ fn read_response_fields(
     head.fields.clear();
     head.connection_tokens.clear();
     head.has_date = false;
+    head.upgrade = None;
     let mut framing = Framing::default();
     let (mut close, mut keep_alive) = (false, false);
     for header in headers {
@@ -750,6 +783,8 @@ fn read_response_fields(
             keep_alive |= k;
         } else if name.eq_ignore_ascii_case(b"date") {
             head.has_date = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") && head.upgrade.is_none() {
+            head.upgrade = Some(Span::within(buf, trim_ows(header.value)));
         }
     }
     head.content_length = framing.content_length;
