@@ -32,9 +32,8 @@ const TUNNEL_IDLE_MS: u64 = 400;
 /// Bound on the time ringway takes to close a quiet tunnel past its idle timeout.
 const IDLE_CLOSE_SLACK: Duration = Duration::from_millis(1500);
 
-/// Reads until the empty line that ends a head and returns the head as text; bytes behind
-/// it are left in the stream only if they arrived in a later segment, so tests that need
-/// them call `read_exact` on what remains.
+/// Reads until the empty line that ends a head. Returns the head as text and the bytes read
+/// past it, which already belong to the tunnel.
 fn read_head_text(stream: &mut TcpStream) -> (String, Vec<u8>) {
     let mut bytes = Vec::new();
     let mut piece = [0u8; 4096];
@@ -58,8 +57,8 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// An origin that accepts every upgrade and then echoes the tunnel's bytes until the client
-/// half-closes, then closes. It reports each upgrade request head it received.
+/// Starts an origin that accepts every upgrade, echoes the tunnel's bytes until the client
+/// half-closes, and then closes. The receiver gets each request head the origin read.
 fn echo_origin() -> (RawOrigin, mpsc::Receiver<String>) {
     let (heads_tx, heads_rx) = mpsc::channel();
     let heads_tx = std::sync::Mutex::new(heads_tx);
