@@ -472,7 +472,8 @@ fn set_cookie_lines_kept() {
 // RFC 9110 section 7.2: every forwarded request has exactly one Host, the client's. The
 // client address is appended to X-Forwarded-For, X-Forwarded-Proto and
 // X-Forwarded-Host are ringway's own, and ringway adds itself to Via (section 7.6.3) in
-// both directions.
+// both directions. A client's Forwarded (RFC 7239) gets ringway's element appended, so
+// its last element is the hop ringway saw.
 #[test]
 fn host_and_forwarding_headers() {
     for driver in DRIVERS {
@@ -550,6 +551,31 @@ fn host_and_forwarding_headers() {
             seen.headers_named("Via"),
             vec!["1.0 edge, 1.1 ringway"],
             "{context}: Via"
+        );
+
+        assert_eq!(
+            seen.header("Forwarded"),
+            None,
+            "{context}: Forwarded added without a client's"
+        );
+
+        let context = format!("{driver:?} Forwarded from the client");
+        send(
+            &mut stream,
+            b"GET /users HTTP/1.1\r\nHost: api.example.test:8443\r\n\
+              Forwarded: for=198.51.100.1;proto=https\r\nForwarded: for=\"[2001:db8::7]\"\r\n\r\n",
+        );
+        let response = read_response(&mut stream, false)
+            .unwrap_or_else(|error| panic!("{context}: no response: {error}"));
+        assert_eq!(response.status, 200, "{context}: status");
+        let seen = origin.next_request().request;
+        assert_eq!(
+            seen.headers_named("Forwarded"),
+            vec![
+                "for=198.51.100.1;proto=https, for=\"[2001:db8::7]\", \
+                 for=127.0.0.1;proto=http;host=\"api.example.test:8443\""
+            ],
+            "{context}: Forwarded"
         );
 
         let context = format!("{driver:?} HTTP/1.0 without Host");

@@ -807,7 +807,10 @@ fn end_to_end_fields(
         .iter()
         .filter(|field| match field.role {
             FieldRole::EndToEnd => true,
-            FieldRole::Host | FieldRole::ForwardedFor | FieldRole::ForwardedReplaced => response,
+            FieldRole::Host
+            | FieldRole::ForwardedFor
+            | FieldRole::Forwarded
+            | FieldRole::ForwardedReplaced => response,
             FieldRole::HopByHop | FieldRole::Via => false,
         })
         .filter(|field| {

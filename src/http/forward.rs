@@ -130,11 +130,13 @@ pub fn write_request_head(
     writer.put(head.target.of(buf));
     writer.put(b" HTTP/1.1\r\n");
     let mut saw_forwarded_for = false;
+    let mut saw_forwarded = false;
     let mut saw_via = false;
     for field in &head.fields {
         match field.role {
             FieldRole::HopByHop | FieldRole::ForwardedReplaced => {}
             FieldRole::ForwardedFor => saw_forwarded_for = true,
+            FieldRole::Forwarded => saw_forwarded = true,
             FieldRole::Via => saw_via = true,
             // An absolute-form target's authority replaces Host (RFC 9112 section 3.2.2).
             FieldRole::Host if head.target_authority.is_some() => {}
@@ -166,6 +168,28 @@ pub fn write_request_head(
         );
     } else {
         writer.put_field(b"X-Forwarded-For", &ip[..ip_len]);
+    }
+    // A client-sent Forwarded gets ringway's element appended, so the upstream can trust the
+    // last element. Without one, X-Forwarded-For carries the same facts and Forwarded is left
+    // out to keep heads small, as nginx and Envoy do by default.
+    if saw_forwarded {
+        let ipv6 = context.client_ip.is_ipv6();
+        let (open, close): (&[u8], &[u8]) = if ipv6 { (b"\"[", b"]\"") } else { (b"", b"") };
+        let mut element: [&[u8]; 8] = [b"for=", open, &ip[..ip_len], close, b";proto=http", b"", b"", b""];
+        if let Some(authority) = head.authority(buf) {
+            // Host validation admits no quote or backslash, so quoting needs no escapes.
+            element[5] = b";host=\"";
+            element[6] = authority;
+            element[7] = b"\"";
+        }
+        put_appended_list(
+            &mut writer,
+            b"Forwarded",
+            buf,
+            &head.fields,
+            FieldRole::Forwarded,
+            &element,
+        );
     }
     writer.put_field(b"X-Forwarded-Proto", b"http");
     if let Some(authority) = head.authority(buf) {

@@ -50,6 +50,9 @@ pub enum FieldRole {
     Host,
     /// X-Forwarded-For and Via: forwarded as one combined line with ringway's entry appended.
     ForwardedFor,
+    /// Forwarded (RFC 7239): forwarded as one combined line with ringway's element appended,
+    /// so the last element always describes the hop ringway saw, whatever the client claimed.
+    Forwarded,
     Via,
     /// X-Forwarded-Proto and X-Forwarded-Host: replaced by ringway's own values, because a
     /// client could otherwise tell the upstream any scheme or host it likes.
@@ -432,6 +435,8 @@ fn role_of(name: &[u8]) -> FieldRole {
         FieldRole::Host
     } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
         FieldRole::ForwardedFor
+    } else if name.eq_ignore_ascii_case(b"forwarded") {
+        FieldRole::Forwarded
     } else if name.eq_ignore_ascii_case(b"via") {
         FieldRole::Via
     } else if name.eq_ignore_ascii_case(b"x-forwarded-proto")
@@ -764,7 +769,10 @@ fn read_response_fields(
         let value = Span::within(buf, header.value);
         let role = match role_of(header.name.as_bytes()) {
             // Host and the forwarding headers mean nothing special in a response.
-            FieldRole::Host | FieldRole::ForwardedFor | FieldRole::ForwardedReplaced => {
+            FieldRole::Host
+            | FieldRole::ForwardedFor
+            | FieldRole::Forwarded
+            | FieldRole::ForwardedReplaced => {
                 FieldRole::EndToEnd
             }
             role => role,
