@@ -33,7 +33,11 @@ pub struct HostPatternError {
 
 impl fmt::Display for HostPatternError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid host pattern {:?}: {}", self.pattern, self.reason)
+        write!(
+            f,
+            "invalid host pattern {:?}: {}",
+            self.pattern, self.reason
+        )
     }
 }
 
@@ -84,7 +88,9 @@ impl HostPattern {
                 ));
             }
             let stored = format!(".{}", suffix.to_ascii_lowercase());
-            return Ok(HostPattern::Wildcard(stored.into_bytes().into_boxed_slice()));
+            return Ok(HostPattern::Wildcard(
+                stored.into_bytes().into_boxed_slice(),
+            ));
         }
         if name.contains('*') {
             return Err(error(
@@ -460,11 +466,20 @@ mod tests {
         get.methods = Some(vec!["GET".into(), "HEAD".into()]);
         let table = RouteTable::new(vec![get]);
         let mut captures = Captures::new();
-        let cases: [(&[u8], Option<usize>); 4] =
-            [(b"GET", Some(0)), (b"HEAD", Some(0)), (b"get", None), (b"POST", None)];
+        let cases: [(&[u8], Option<usize>); 4] = [
+            (b"GET", Some(0)),
+            (b"HEAD", Some(0)),
+            (b"get", None),
+            (b"POST", None),
+        ];
         for (method, expected) in cases {
             let found = table.find(None, method, b"/", no_headers, &mut captures);
-            assert_eq!(found, expected, "method {:?}", String::from_utf8_lossy(method));
+            assert_eq!(
+                found,
+                expected,
+                "method {:?}",
+                String::from_utf8_lossy(method)
+            );
         }
     }
 

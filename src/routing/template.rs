@@ -129,13 +129,18 @@ impl fmt::Display for TemplateError {
             TemplateErrorKind::UnbalancedBrace => {
                 f.write_str("unbalanced brace; write placeholders as {name} or a final {*name}")
             }
-            TemplateErrorKind::EmptyName => f.write_str("empty placeholder name; name it, as in {id}"),
+            TemplateErrorKind::EmptyName => {
+                f.write_str("empty placeholder name; name it, as in {id}")
+            }
             TemplateErrorKind::InvalidName(name) => write!(
                 f,
                 "invalid placeholder name {name:?}; use ASCII letters, digits and '_'"
             ),
             TemplateErrorKind::DuplicateName(name) => {
-                write!(f, "placeholder {name:?} appears twice; give each one its own name")
+                write!(
+                    f,
+                    "placeholder {name:?} appears twice; give each one its own name"
+                )
             }
             TemplateErrorKind::CatchAllNotLast => {
                 f.write_str("a catch-all {*name} must end the template")
@@ -539,7 +544,11 @@ mod tests {
             ("/a#b", 2, InvalidByte(b'#')),
         ];
         for (source, at, kind) in cases {
-            assert_eq!(parse_error(source), (*at, kind.clone()), "template {source:?}");
+            assert_eq!(
+                parse_error(source),
+                (*at, kind.clone()),
+                "template {source:?}"
+            );
         }
     }
 
@@ -552,9 +561,13 @@ mod tests {
         let (_, kind) = parse_error(&source);
         assert_eq!(kind, TemplateErrorKind::TooManyCaptures);
 
-        let fits: String = (0..MAX_CAPTURES).map(|index| format!("/{{p{index}}}")).collect();
+        let fits: String = (0..MAX_CAPTURES)
+            .map(|index| format!("/{{p{index}}}"))
+            .collect();
         let template = PathTemplate::parse(&fits).expect("exactly MAX_CAPTURES");
-        let path: String = (0..MAX_CAPTURES).map(|index| format!("/v{index}")).collect();
+        let path: String = (0..MAX_CAPTURES)
+            .map(|index| format!("/v{index}"))
+            .collect();
         assert_eq!(
             captured(&fits, &path, true).expect("matches").len(),
             MAX_CAPTURES
@@ -576,7 +589,10 @@ mod tests {
         assert_eq!(template.capture_index("ext"), Some(2));
         assert_eq!(template.capture_index("rest"), Some(3));
         assert_eq!(template.capture_index("*rest"), None);
-        assert_eq!(template.source(), "/api/{version}/files/{name}.{ext}/{*rest}");
+        assert_eq!(
+            template.source(),
+            "/api/{version}/files/{name}.{ext}/{*rest}"
+        );
     }
 
     #[test]
@@ -589,19 +605,35 @@ mod tests {
             ("/api/orders/", "/api/orders/", Some(&[])),
             ("/api/orders", "/api/order", None),
             ("/api/orders", "/api", None),
-            ("/api/{version}/orders/{id}", "/api/v2/orders/17", Some(&["v2", "17"])),
+            (
+                "/api/{version}/orders/{id}",
+                "/api/v2/orders/17",
+                Some(&["v2", "17"]),
+            ),
             ("/api/{version}/orders/{id}", "/api/v2/orders/", None),
             ("/api/{version}/orders/{id}", "/api//orders/17", None),
             ("/api/{version}/orders/{id}", "/api/v2/orders/17/x", None),
             ("/{id}", "/%2F", Some(&["%2F"])),
             // Inside a segment.
-            ("/files/{name}.json", "/files/report.json", Some(&["report"])),
-            ("/files/{name}.json", "/files/a.json.json", Some(&["a.json"])),
+            (
+                "/files/{name}.json",
+                "/files/report.json",
+                Some(&["report"]),
+            ),
+            (
+                "/files/{name}.json",
+                "/files/a.json.json",
+                Some(&["a.json"]),
+            ),
             ("/files/{name}.json", "/files/.json", None),
             ("/files/{name}.json", "/files/report.jsonx", None),
             ("/files/{name}.json", "/files/report.json/x", None),
             ("/files/v{major}.{minor}", "/files/v1.2", Some(&["1", "2"])),
-            ("/files/v{major}.{minor}", "/files/v1.2.3", Some(&["1", "2.3"])),
+            (
+                "/files/v{major}.{minor}",
+                "/files/v1.2.3",
+                Some(&["1", "2.3"]),
+            ),
             ("/files/v{major}.{minor}", "/files/v1.", None),
             ("/files/v{major}.{minor}", "/files/x1.2", None),
             ("/files/{name}.{ext}", "/files/a..b", Some(&["a", ".b"])),
@@ -618,7 +650,11 @@ mod tests {
             ("/v{*rest}", "/v1/x", Some(&["1/x"])),
             ("/{id}-{*rest}", "/a-b/c", Some(&["a", "b/c"])),
             ("/{id}-{*rest}", "/a/b-c", None),
-            ("/{tenant}/static/{*rest}", "/blue/static/x", Some(&["blue", "x"])),
+            (
+                "/{tenant}/static/{*rest}",
+                "/blue/static/x",
+                Some(&["blue", "x"]),
+            ),
         ];
         for (template, path, expected) in cases {
             let expected =
@@ -636,10 +672,20 @@ mod tests {
         let cases: &[(&str, &str, bool, Option<&[&str]>)] = &[
             ("/API/Orders", "/api/orders", true, None),
             ("/API/Orders", "/api/orders", false, Some(&[])),
-            ("/files/{name}.JSON", "/FILES/Report.json", false, Some(&["Report"])),
+            (
+                "/files/{name}.JSON",
+                "/FILES/Report.json",
+                false,
+                Some(&["Report"]),
+            ),
             ("/files/{name}.JSON", "/files/Report.json", true, None),
             ("/a/{x}-B-{y}", "/A/1-b-2", false, Some(&["1", "2"])),
-            ("/static/{*rest}", "/STATIC/Mixed/Case", false, Some(&["Mixed/Case"])),
+            (
+                "/static/{*rest}",
+                "/STATIC/Mixed/Case",
+                false,
+                Some(&["Mixed/Case"]),
+            ),
             // Only ASCII letters fold, so percent-encoded bytes never compare equal to others.
             ("/%c3%a9", "/%C3%A9", true, None),
             ("/%c3%a9", "/%C3%A9", false, Some(&[])),
@@ -669,7 +715,9 @@ mod tests {
     #[test]
     fn hostile_path_matches_in_linear_time() {
         // With backtracking, each of the 15 literals could be tried at every position.
-        let source: String = (0..MAX_CAPTURES - 1).map(|i| format!("{{p{i}}}x")).collect();
+        let source: String = (0..MAX_CAPTURES - 1)
+            .map(|i| format!("{{p{i}}}x"))
+            .collect();
         let template = PathTemplate::parse(&format!("/{source}{{last}}y")).unwrap();
         let path = format!("/{}", "x".repeat(8000));
         let mut captures = Captures::new();
@@ -691,7 +739,10 @@ mod tests {
             ("/files/{name}.json", "/files/{name}"),
         ];
         for (more, less) in pairs {
-            assert!(specificity(more) > specificity(less), "{more:?} vs {less:?}");
+            assert!(
+                specificity(more) > specificity(less),
+                "{more:?} vs {less:?}"
+            );
         }
         assert!(Specificity::of_prefix("/api/") > Specificity::of_prefix("/api"));
         assert!(specificity("/api/") > Specificity::of_prefix("/api/"));
