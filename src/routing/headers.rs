@@ -1,9 +1,9 @@
 //! Header rules of a route (set, add, remove, replace), value templates with request
 //! variables, and request ids.
 //!
-//! The caller copies received fields one by one into the outgoing head, asks `HeaderRules::action`
-//! what to do with each, and then calls `write_added`. Each received field stays its own line:
-//! this code never merges repeated fields such as Set-Cookie.
+//! The caller copies received fields one by one into the outgoing head, calls
+//! `HeaderRules::action` for each, and then calls `write_added`. This code never merges repeated
+//! fields such as Set-Cookie, so each received field stays its own line.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -123,8 +123,8 @@ impl std::error::Error for ValueTemplateError {}
 
 impl ValueTemplate {
     /// Parses a value with the placeholders {client_addr}, {host}, {scheme}, {route} and
-    /// {request_id}; "{{" and "}}" stand for literal braces. Literal text must be visible ASCII,
-    /// spaces or tabs.
+    /// {request_id}, where "{{" and "}}" are literal braces. Literal text must be visible
+    /// ASCII, spaces or tabs.
     pub fn parse(template: &str) -> Result<ValueTemplate, ValueTemplateError> {
         let error = |at: usize, reason: String| ValueTemplateError {
             template: template.to_string(),
@@ -289,7 +289,7 @@ impl ReplaceRule {
     }
 }
 
-/// What to do with a received field.
+/// The treatment of a received field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldAction<'r> {
     /// Copy it as received.
@@ -465,7 +465,7 @@ impl HeaderRules {
 /// and 12 of the per-worker counter.
 pub const REQUEST_ID_LEN: usize = 32;
 
-/// Maximum length of a request id accepted from a client; a longer one is replaced, so that a
+/// Maximum length of a request id accepted from a client. A longer one is replaced, so that a
 /// client cannot make every log line and upstream request carry a huge value.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -510,7 +510,8 @@ fn write_hex(value: u64, out: &mut [u8]) {
 }
 
 impl RequestIdGenerator {
-    /// Creates the generator of one worker; `seed` comes from one `random_seed` call per process.
+    /// Creates the generator of one worker. Every worker gets the `seed` of one `random_seed`
+    /// call per process.
     pub fn new(seed: u64, worker: u16) -> RequestIdGenerator {
         let mut prefix = [0; 20];
         write_hex(seed, &mut prefix[..16]);

@@ -1,7 +1,7 @@
 //! Request target rewriting: dot-segment removal, the upstream path of a route, and query rules.
 //!
 //! Everything except dot segments is forwarded as received: percent-encoding is never decoded
-//! or re-encoded, so `%2F` stays `%2F` and the upstream sees the bytes the client sent.
+//! or re-encoded, so `%2F` stays `%2F` and the upstream receives the bytes the client sent.
 
 use std::fmt;
 
@@ -10,7 +10,7 @@ use crate::routing::template::{
     Captures, PathTemplate, is_path_byte, is_placeholder_name, starts_with,
 };
 
-/// Why a request path cannot be forwarded.
+/// The reason a request path cannot be forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
     /// The path does not start with '/'.
@@ -42,7 +42,7 @@ impl std::error::Error for PathError {}
 /// The result of `normalize_path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Normalized {
-    /// The path has no dot segment; `out` was not touched and the original path applies.
+    /// The path has no dot segment, so `out` was not touched and the original path applies.
     Unchanged,
     /// `out` contains the path with its dot segments removed.
     Rewritten,
@@ -54,7 +54,7 @@ enum DotSegment {
     Parent,
 }
 
-/// The longest dot segment: ".." with both dots percent-encoded ("%2e%2e").
+/// Maximum length of a dot segment: ".." with both dots percent-encoded ("%2e%2e").
 const MAX_DOT_SEGMENT_BYTES: usize = 6;
 
 /// Classifies a segment as "." or "..", with each dot raw or encoded as `%2e` or `%2E`.
@@ -106,7 +106,7 @@ pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<Normalized, Path
         return Ok(Normalized::Unchanged);
     }
 
-    // `out` holds "/segment" pairs, so removing the last segment truncates at its last '/'.
+    // `out` contains "/segment" pairs, so removing the last segment truncates at its last '/'.
     out.clear();
     let count = segments().count();
     for (index, segment) in segments().enumerate() {
@@ -141,7 +141,7 @@ pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<Normalized, Path
 /// Detects "." and ".." segments in a path written in several pieces, without copying it.
 struct DotSegmentScanner {
     segment: [u8; MAX_DOT_SEGMENT_BYTES],
-    /// Bytes in the current segment so far; only the first `MAX_DOT_SEGMENT_BYTES` are kept.
+    /// Bytes in the current segment so far, of which the first `MAX_DOT_SEGMENT_BYTES` are kept.
     len: usize,
     found: bool,
 }
@@ -319,7 +319,7 @@ pub struct StripPrefix {
 }
 
 impl StripPrefix {
-    /// Creates the rule; `case_sensitive` should be the route's, so that a prefix the route
+    /// Creates the rule. `case_sensitive` should be the route's, so that a prefix the route
     /// matched ignoring case is also stripped ignoring case.
     pub fn new(prefix: &str, case_sensitive: bool) -> Result<StripPrefix, UpstreamPathError> {
         let error = |at: usize, reason: &str| UpstreamPathError {
@@ -355,7 +355,7 @@ impl StripPrefix {
     }
 }
 
-/// How a route changes the path it forwards.
+/// The path rule of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathRewrite {
     /// Forward the path as given.
@@ -386,7 +386,14 @@ pub const MAX_QUERY_SET_RULES: usize = 64;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueryRules {
     remove: Vec<Box<[u8]>>,
-    set: Vec<(Box<[u8]>, Box<[u8]>)>,
+    set: Vec<QueryParameter>,
+}
+
+/// A parameter that a route sets, written as "name=value".
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QueryParameter {
+    name: Box<[u8]>,
+    value: Box<[u8]>,
 }
 
 /// A query rule that failed validation.
@@ -458,7 +465,10 @@ impl QueryRules {
                 .collect(),
             set: set
                 .into_iter()
-                .map(|(name, value)| (name.into_bytes().into(), value.into_bytes().into()))
+                .map(|(name, value)| QueryParameter {
+                    name: name.into_bytes().into(),
+                    value: value.into_bytes().into(),
+                })
                 .collect(),
         })
     }
@@ -498,18 +508,18 @@ impl QueryRules {
             if self.remove.iter().any(|removed| **removed == *name) {
                 continue;
             }
-            match self.set.iter().position(|(set, _)| **set == *name) {
+            match self.set.iter().position(|set| *set.name == *name) {
                 None => writer.parameter(&[parameter]),
                 Some(index) if seen & (1 << index) == 0 => {
                     seen |= 1 << index;
-                    writer.parameter(&[name, b"=", &self.set[index].1]);
+                    writer.parameter(&[name, b"=", &self.set[index].value]);
                 }
                 Some(_) => {}
             }
         }
-        for (index, (name, value)) in self.set.iter().enumerate() {
+        for (index, set) in self.set.iter().enumerate() {
             if seen & (1 << index) == 0 {
-                writer.parameter(&[name, b"=", value]);
+                writer.parameter(&[&set.name, b"=", &set.value]);
             }
         }
     }
@@ -874,7 +884,12 @@ mod tests {
 
     #[test]
     fn query_rule_validation() {
-        let invalid: &[(&[&str], &[(&str, &str)])] = &[
+        // Each case: the remove list and the set list.
+        type Rules = (
+            &'static [&'static str],
+            &'static [(&'static str, &'static str)],
+        );
+        let invalid: &[Rules] = &[
             (&[""], &[]),
             (&["a&b"], &[]),
             (&["a=b"], &[]),

@@ -1,8 +1,9 @@
 //! The route table: finds the route for a request by host, method, headers and path.
 //!
-//! Routes are tried in one order, computed when the table is built: priority descending, then
-//! the more specific host (exact, then wildcard by length, then any), then the more specific
-//! path (`Specificity`), then more method and header conditions, then file order.
+//! Routes are tried in one order, computed when the table is built. Higher priority comes first.
+//! Among equal priorities, the more specific host comes first (exact, then wildcard by length,
+//! then any), then the more specific path (`Specificity`), then the route with more method and
+//! header conditions. File order breaks the remaining ties.
 
 use std::cmp::Reverse;
 use std::fmt;
@@ -163,7 +164,7 @@ fn parse_ipv6_literal(host: &[u8]) -> Option<Ipv6Addr> {
     std::str::from_utf8(inner).ok()?.parse().ok()
 }
 
-/// How a route matches the path.
+/// The path condition of a route.
 #[derive(Debug, Clone)]
 pub enum PathMatch {
     /// The path starts with these bytes ("/api" also matches "/apiary").
@@ -185,12 +186,12 @@ impl PathMatch {
 pub struct RouteSpec {
     pub host: HostPattern,
     pub path: PathMatch,
-    /// Accepted methods, compared case-sensitively (RFC 9110 section 9.1); `None` accepts all.
+    /// Accepted methods, compared case-sensitively (RFC 9110 section 9.1). `None` accepts all.
     pub methods: Option<Vec<String>>,
     /// Headers the request must carry with exactly these values.
     pub headers: Vec<(String, String)>,
     pub priority: i32,
-    /// Whether path literals compare byte for byte; false compares ASCII letters ignoring case.
+    /// Whether path literals compare byte for byte. False compares ASCII letters ignoring case.
     pub case_sensitive: bool,
 }
 
@@ -263,7 +264,7 @@ impl RouteTable {
     }
 
     /// Finds the first route, in table order, that matches the request, and returns its index
-    /// in file order. `captures` then holds the template captures (none for a prefix route).
+    /// in file order. `captures` then contains the template captures (none for a prefix route).
     ///
     /// `host` is the request authority (a port is ignored), `path` the path without the query,
     /// and `header` returns the value of the first request header with the given name, which it
@@ -485,10 +486,18 @@ mod tests {
 
     #[test]
     fn headers_match_name_any_case_value_exact() {
+        // Received header fields as (name, value) pairs.
+        type Fields = &'static [(&'static [u8], &'static [u8])];
         let mut blue = spec("/");
         blue.headers = vec![("X-Tenant".into(), "blue".into())];
-        let table = RouteTable::new(vec![spec("/"), blue]);
-        let lookup = |fields: &'static [(&'static [u8], &'static [u8])]| {
+        let mut blue_prod = spec("/");
+        blue_prod.headers = vec![
+            ("X-Tenant".into(), "blue".into()),
+            ("x-env".into(), "prod".into()),
+        ];
+        let table = RouteTable::new(vec![spec("/"), blue, blue_prod]);
+
+        let lookup = |fields: Fields| {
             move |name: &[u8]| {
                 fields
                     .iter()
@@ -497,8 +506,12 @@ mod tests {
             }
         };
         let mut captures = Captures::new();
-        let cases: [(&'static [(&'static [u8], &'static [u8])], usize); 4] = [
+
+        let cases: [(Fields, usize); 7] = [
             (&[(b"x-tenant", b"blue")], 1),
+            (&[(b"X-Tenant", b"blue"), (b"X-Env", b"prod")], 2),
+            (&[(b"X-Env", b"prod"), (b"X-Tenant", b"blue")], 2),
+            (&[(b"X-Env", b"prod")], 0),
             (&[(b"X-TENANT", b"blue")], 1),
             (&[(b"X-Tenant", b"Blue")], 0),
             (&[(b"X-Tenant", b"blue ")], 0),

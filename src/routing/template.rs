@@ -10,7 +10,7 @@ use std::fmt;
 use std::ops::Range;
 
 /// Maximum number of placeholders in one template. `Captures` is a fixed array of this many
-/// ranges, so that matching never allocates; real routes use a handful.
+/// ranges, so that matching never allocates. Real routes use a handful.
 pub const MAX_CAPTURES: usize = 16;
 
 /// The byte ranges a template match captured, indexed like `PathTemplate::names`.
@@ -80,7 +80,7 @@ enum Piece {
     Literal(Box<[u8]>),
     /// `{name}`: the index of the capture.
     Capture(usize),
-    /// `{*name}`: the index of the capture; always the last piece of the last segment.
+    /// `{*name}`: the index of the capture. It is always the last piece of the last segment.
     CatchAll(usize),
 }
 
@@ -88,14 +88,14 @@ enum Piece {
 #[derive(Debug, Clone)]
 pub struct PathTemplate {
     source: String,
-    /// Capture names in order of appearance; a catch-all is stored without its '*'.
+    /// Capture names in order of appearance. A catch-all's name is stored without its '*'.
     names: Vec<String>,
     /// The segments after the leading '/', split at every '/' outside a catch-all.
     segments: Vec<Vec<Piece>>,
     literal_bytes: usize,
 }
 
-/// What is wrong with a path template.
+/// The problem found in a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateErrorKind {
     NotAbsolute,
@@ -161,8 +161,7 @@ impl fmt::Display for TemplateError {
 
 impl std::error::Error for TemplateError {}
 
-/// How specific a route's path is, for ordering routes of equal priority: greater is more
-/// specific. Fields compare in order: literal bytes (slashes included), then segments, then
+/// The rank of a route's path among routes of equal priority: greater is more specific. Fields compare in order: literal bytes (slashes included), then segments, then
 /// fewer placeholders, then a closed end over a catch-all or prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Specificity {
@@ -174,8 +173,8 @@ pub struct Specificity {
 }
 
 impl Specificity {
-    /// The specificity of a path prefix route, which ranks like the same literal followed by a
-    /// catch-all.
+    /// Returns the specificity of a path prefix, which ranks like the same literal followed by
+    /// a catch-all.
     pub fn of_prefix(prefix: &str) -> Specificity {
         Specificity {
             literal_bytes: prefix.len(),
@@ -336,7 +335,7 @@ impl PathTemplate {
         &self.source
     }
 
-    /// Returns the capture names, in the order of `Captures`; a catch-all appears without '*'.
+    /// Returns the capture names in the order of `Captures`. A catch-all appears without '*'.
     pub fn names(&self) -> &[String] {
         &self.names
     }
