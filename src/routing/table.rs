@@ -214,17 +214,16 @@ impl RouteSpec {
         if !method_ok {
             return false;
         }
-        let headers_ok = self
-            .headers
-            .iter()
-            .all(|(name, value)| header(name.as_bytes()) == Some(value.as_bytes()));
-        if !headers_ok {
-            return false;
-        }
-        match &self.path {
+        let path_ok = match &self.path {
             PathMatch::Prefix(prefix) => starts_with(path, prefix.as_bytes(), self.case_sensitive),
             PathMatch::Template(template) => template.matches(path, self.case_sensitive, captures),
-        }
+        };
+        // Headers come last because each lookup scans the request's fields.
+        path_ok
+            && self
+                .headers
+                .iter()
+                .all(|(name, value)| header(name.as_bytes()) == Some(value.as_bytes()))
     }
 }
 
