@@ -14,6 +14,7 @@ pub mod logging;
 pub mod proxy;
 pub mod relay;
 pub mod route;
+pub mod routing;
 pub mod sys;
 pub mod tunnel;
 pub mod upstream;
