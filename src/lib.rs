@@ -15,5 +15,6 @@ pub mod proxy;
 pub mod relay;
 pub mod route;
 pub mod sys;
+pub mod traffic;
 pub mod upstream;
 pub mod worker;
