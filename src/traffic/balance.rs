@@ -130,7 +130,11 @@ pub struct Balancer {
 impl Balancer {
     /// Builds a balancer over `servers`. `seed` seeds the random draws of `PowerOfTwo`, so
     /// giving each worker its own seed keeps workers from drawing the same servers in step.
-    pub fn new(policy: Policy, servers: &[ServerInfo], seed: u64) -> Result<Balancer, BalancerError> {
+    pub fn new(
+        policy: Policy,
+        servers: &[ServerInfo],
+        seed: u64,
+    ) -> Result<Balancer, BalancerError> {
         if servers.is_empty() {
             return Err(BalancerError::NoServers);
         }
@@ -416,8 +420,14 @@ pub fn find_cookie<'a>(header_value: &'a [u8], name: &[u8]) -> Option<&'a [u8]> 
 
 fn trim_whitespace(bytes: &[u8]) -> &[u8] {
     let is_space = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = bytes.iter().position(|b| !is_space(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_space(b)).map_or(start, |end| end + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |end| end + 1);
     &bytes[start..end]
 }
 
@@ -497,7 +507,11 @@ mod tests {
             .server
     }
 
-    fn counts(balancer: &mut Balancer, picks: usize, available: impl Fn(usize) -> bool) -> Vec<usize> {
+    fn counts(
+        balancer: &mut Balancer,
+        picks: usize,
+        available: impl Fn(usize) -> bool,
+    ) -> Vec<usize> {
         let mut counts = vec![0; balancer.len()];
         for _ in 0..picks {
             counts[pick_server(balancer, &available)] += 1;
@@ -509,7 +523,9 @@ mod tests {
     fn new_rejects_empty_and_zero_weight() {
         let error = Balancer::new(Policy::RoundRobin, &[], 1).err().unwrap();
         assert_eq!(error, BalancerError::NoServers);
-        let error = Balancer::new(Policy::WeightedRoundRobin, &servers(&[1, 0]), 1).err().unwrap();
+        let error = Balancer::new(Policy::WeightedRoundRobin, &servers(&[1, 0]), 1)
+            .err()
+            .unwrap();
         assert_eq!(
             error.to_string(),
             "server \"10.0.0.2:8080\" has weight 0: use a weight of at least 1, or remove the server"
@@ -526,7 +542,9 @@ mod tests {
     #[test]
     fn round_robin_skips_unavailable() {
         let mut balancer = Balancer::new(Policy::RoundRobin, &servers(&[1, 1, 1]), 1).unwrap();
-        let picked: Vec<usize> = (0..4).map(|_| pick_server(&mut balancer, |i| i != 1)).collect();
+        let picked: Vec<usize> = (0..4)
+            .map(|_| pick_server(&mut balancer, |i| i != 1))
+            .collect();
         assert_eq!(picked, [0, 2, 0, 2]);
         let picked: Vec<usize> = (0..3).map(|_| pick_server(&mut balancer, all)).collect();
         assert_eq!(picked, [0, 1, 2], "server 1 takes its turn again once back");
@@ -571,7 +589,11 @@ mod tests {
         for (weights, picks, expected) in cases {
             let mut balancer =
                 Balancer::new(Policy::WeightedRoundRobin, &servers(weights), 1).unwrap();
-            assert_eq!(counts(&mut balancer, picks, all), expected, "weights {weights:?}");
+            assert_eq!(
+                counts(&mut balancer, picks, all),
+                expected,
+                "weights {weights:?}"
+            );
         }
     }
 
@@ -588,13 +610,17 @@ mod tests {
         // first cycle may be off by one pick, but not more.
         let back = counts(&mut balancer, 700, all);
         for (server, (&got, expected)) in back.iter().zip([500usize, 100, 100]).enumerate() {
-            assert!(got.abs_diff(expected) <= 1, "server {server}: {got} picks, expected {expected}");
+            assert!(
+                got.abs_diff(expected) <= 1,
+                "server {server}: {got} picks, expected {expected}"
+            );
         }
     }
 
     #[test]
     fn least_connections_prefers_idle() {
-        let mut balancer = Balancer::new(Policy::LeastConnections, &servers(&[1, 1, 1]), 1).unwrap();
+        let mut balancer =
+            Balancer::new(Policy::LeastConnections, &servers(&[1, 1, 1]), 1).unwrap();
         for _ in 0..3 {
             balancer.started(0);
         }
@@ -602,7 +628,11 @@ mod tests {
         assert_eq!(pick_server(&mut balancer, all), 2);
         balancer.started(2);
         balancer.started(2);
-        assert_eq!(pick_server(&mut balancer, all), 1, "1 and 2 busy, 0 has three");
+        assert_eq!(
+            pick_server(&mut balancer, all),
+            1,
+            "1 and 2 busy, 0 has three"
+        );
         balancer.finished(0);
         balancer.finished(0);
         balancer.finished(0);
@@ -614,7 +644,8 @@ mod tests {
 
     #[test]
     fn least_connections_ties_round_robin() {
-        let mut balancer = Balancer::new(Policy::LeastConnections, &servers(&[1, 1, 1]), 1).unwrap();
+        let mut balancer =
+            Balancer::new(Policy::LeastConnections, &servers(&[1, 1, 1]), 1).unwrap();
         let picked: Vec<usize> = (0..6).map(|_| pick_server(&mut balancer, all)).collect();
         assert_eq!(picked, [0, 1, 2, 0, 1, 2]);
     }
@@ -623,7 +654,8 @@ mod tests {
     fn least_connections_tracks_load() {
         // Each pick starts a request, and every third pick one request on the busiest server
         // finishes, so the active counts stay within one of each other.
-        let mut balancer = Balancer::new(Policy::LeastConnections, &servers(&[1, 1, 1, 1]), 1).unwrap();
+        let mut balancer =
+            Balancer::new(Policy::LeastConnections, &servers(&[1, 1, 1, 1]), 1).unwrap();
         for round in 0..400 {
             let server = pick_server(&mut balancer, all);
             balancer.started(server);
@@ -639,7 +671,8 @@ mod tests {
 
     #[test]
     fn least_connections_skips_unavailable() {
-        let mut balancer = Balancer::new(Policy::LeastConnections, &servers(&[1, 1, 1]), 1).unwrap();
+        let mut balancer =
+            Balancer::new(Policy::LeastConnections, &servers(&[1, 1, 1]), 1).unwrap();
         balancer.started(1);
         balancer.started(2);
         assert_eq!(pick_server(&mut balancer, |i| i != 0), 1);
@@ -685,7 +718,9 @@ mod tests {
     fn power_of_two_seeds_differ() {
         let draw = |seed| {
             let mut balancer = Balancer::new(Policy::PowerOfTwo, &servers(&[1; 8]), seed).unwrap();
-            (0..32).map(|_| pick_server(&mut balancer, all)).collect::<Vec<_>>()
+            (0..32)
+                .map(|_| pick_server(&mut balancer, all))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(5), draw(5));
         assert_ne!(draw(5), draw(6));
@@ -724,7 +759,11 @@ mod tests {
         assert_eq!(first, placement(&FIVE, all));
         let mut reversed = FIVE;
         reversed.reverse();
-        assert_eq!(first, placement(&reversed, all), "placement follows keys, not positions");
+        assert_eq!(
+            first,
+            placement(&reversed, all),
+            "placement follows keys, not positions"
+        );
     }
 
     #[test]
@@ -732,7 +771,10 @@ mod tests {
         let first = placement(&FIVE, all);
         for server in FIVE {
             let share = first.iter().filter(|s| *s == server).count();
-            assert!((1000..=3000).contains(&share), "{server}: {share} of {KEY_COUNT}");
+            assert!(
+                (1000..=3000).contains(&share),
+                "{server}: {share} of {KEY_COUNT}"
+            );
         }
     }
 
@@ -751,7 +793,10 @@ mod tests {
                 assert_eq!(old, new, "user-{user} moved between surviving servers");
             }
         }
-        assert!((1200..=2800).contains(&moved), "{moved} of {KEY_COUNT} keys moved");
+        assert!(
+            (1200..=2800).contains(&moved),
+            "{moved} of {KEY_COUNT} keys moved"
+        );
     }
 
     #[test]
@@ -765,7 +810,11 @@ mod tests {
                 assert_eq!(old, new, "user-{user} moved between available servers");
             }
         }
-        assert_eq!(placement(&FIVE, all), before, "keys return once the server is back");
+        assert_eq!(
+            placement(&FIVE, all),
+            before,
+            "keys return once the server is back"
+        );
     }
 
     #[test]
@@ -788,7 +837,11 @@ mod tests {
 
     const PINNED_COOKIE: &[u8] = b"ebf2c520793c7003";
 
-    fn sticky_pick(balancer: &mut Balancer, cookie: Option<&[u8]>, available: impl Fn(usize) -> bool) -> Pick {
+    fn sticky_pick(
+        balancer: &mut Balancer,
+        cookie: Option<&[u8]>,
+        available: impl Fn(usize) -> bool,
+    ) -> Pick {
         let request = PickRequest {
             hash_key: None,
             sticky: cookie,
@@ -802,7 +855,11 @@ mod tests {
         for a in 0..5 {
             let value = balancer.cookie_value(a);
             assert_eq!(value.len(), STICKY_TOKEN_LEN);
-            assert!(value.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(
+                value
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
             for b in 0..a {
                 assert_ne!(value, balancer.cookie_value(b), "servers {a} and {b}");
             }
@@ -813,9 +870,21 @@ mod tests {
     fn sticky_without_cookie_sets_one() {
         let mut balancer = Balancer::new(Policy::StickyCookie, &keyed(&FIVE), 1).unwrap();
         let pick = sticky_pick(&mut balancer, None, all);
-        assert_eq!(pick, Pick { server: 0, set_cookie: true });
+        assert_eq!(
+            pick,
+            Pick {
+                server: 0,
+                set_cookie: true
+            }
+        );
         let pick = sticky_pick(&mut balancer, None, all);
-        assert_eq!(pick, Pick { server: 1, set_cookie: true });
+        assert_eq!(
+            pick,
+            Pick {
+                server: 1,
+                set_cookie: true
+            }
+        );
     }
 
     #[test]
@@ -824,7 +893,13 @@ mod tests {
         let cookie = balancer.cookie_value(3).to_vec();
         for _ in 0..5 {
             let pick = sticky_pick(&mut balancer, Some(&cookie), all);
-            assert_eq!(pick, Pick { server: 3, set_cookie: false });
+            assert_eq!(
+                pick,
+                Pick {
+                    server: 3,
+                    set_cookie: false
+                }
+            );
         }
     }
 
@@ -851,7 +926,14 @@ mod tests {
         let cookies: [&[u8]; 4] = [b"", b"ffffffffffffffff", b"not-a-token", b"0123"];
         for (index, cookie) in cookies.iter().enumerate() {
             let pick = sticky_pick(&mut balancer, Some(cookie), all);
-            assert_eq!(pick, Pick { server: index, set_cookie: true }, "{cookie:?}");
+            assert_eq!(
+                pick,
+                Pick {
+                    server: index,
+                    set_cookie: true
+                },
+                "{cookie:?}"
+            );
         }
     }
 
@@ -865,16 +947,31 @@ mod tests {
         assert!(pick.set_cookie, "the client must be moved to a new server");
 
         let pick = sticky_pick(&mut balancer, Some(&cookie), all);
-        assert_eq!(pick, Pick { server: 2, set_cookie: false });
+        assert_eq!(
+            pick,
+            Pick {
+                server: 2,
+                set_cookie: false
+            }
+        );
     }
 
     #[test]
     fn find_cookie_cases() {
-        let cases: [(&[u8], &[u8], Option<&[u8]>); 12] = [
+        type Case = (&'static [u8], &'static [u8], Option<&'static [u8]>);
+        let cases: [Case; 12] = [
             (b"ringway_sticky=abc", b"ringway_sticky", Some(b"abc")),
             (b"a=1; ringway_sticky=abc", b"ringway_sticky", Some(b"abc")),
-            (b"a=1;ringway_sticky=abc;b=2", b"ringway_sticky", Some(b"abc")),
-            (b"  a=1 ;\tringway_sticky = abc  ", b"ringway_sticky", Some(b"abc")),
+            (
+                b"a=1;ringway_sticky=abc;b=2",
+                b"ringway_sticky",
+                Some(b"abc"),
+            ),
+            (
+                b"  a=1 ;\tringway_sticky = abc  ",
+                b"ringway_sticky",
+                Some(b"abc"),
+            ),
             (b"ringway_sticky=\"abc\"", b"ringway_sticky", Some(b"abc")),
             (b"ringway_sticky=", b"ringway_sticky", Some(b"")),
             (b"ringway_sticky=a=b", b"ringway_sticky", Some(b"a=b")),
@@ -882,7 +979,11 @@ mod tests {
             (b"Ringway_Sticky=abc", b"ringway_sticky", None),
             (b"ringway_sticky; a=1", b"ringway_sticky", None),
             (b"", b"ringway_sticky", None),
-            (b"ringway_sticky=first; ringway_sticky=second", b"ringway_sticky", Some(b"first")),
+            (
+                b"ringway_sticky=first; ringway_sticky=second",
+                b"ringway_sticky",
+                Some(b"first"),
+            ),
         ];
         for (header, name, expected) in cases {
             assert_eq!(

@@ -223,7 +223,10 @@ mod tests {
         assert!(!health.record_failure(secs(start, 0)));
         assert!(!health.record_failure(secs(start, 5)));
         assert!(!health.is_ejected(secs(start, 5)));
-        assert!(health.record_failure(secs(start, 10)), "third failure within 10 s");
+        assert!(
+            health.record_failure(secs(start, 10)),
+            "third failure within 10 s"
+        );
         assert!(health.is_ejected(secs(start, 10)));
         assert!(health.is_ejected(secs(start, 39)));
         assert!(!health.is_ejected(secs(start, 40)), "ejection lasts 30 s");
@@ -274,9 +277,15 @@ mod tests {
         for expected in [30, 60, 100, 100] {
             let until = health.ejected_until().unwrap();
             assert_eq!(until - ejected_at, Duration::from_secs(expected));
-            assert!(!health.record_failure(until - Duration::from_millis(1)), "ignored while ejected");
+            assert!(
+                !health.record_failure(until - Duration::from_millis(1)),
+                "ignored while ejected"
+            );
             ejected_at = until;
-            assert!(health.record_failure(until), "one failure on probation ejects again");
+            assert!(
+                health.record_failure(until),
+                "one failure on probation ejects again"
+            );
         }
     }
 
@@ -298,7 +307,10 @@ mod tests {
         assert!(!health.record_failure(until + Duration::from_secs(1)));
         let third = until + Duration::from_secs(2);
         assert!(health.record_failure(third));
-        assert_eq!(health.ejected_until().unwrap() - third, Duration::from_secs(30));
+        assert_eq!(
+            health.ejected_until().unwrap() - third,
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
@@ -310,8 +322,14 @@ mod tests {
         }
         health.record_success(secs(start, 5));
         let until = health.ejected_until().unwrap();
-        assert!(health.record_failure(until), "still on probation after the ejection");
-        assert_eq!(health.ejected_until().unwrap() - until, Duration::from_secs(60));
+        assert!(
+            health.record_failure(until),
+            "still on probation after the ejection"
+        );
+        assert_eq!(
+            health.ejected_until().unwrap() - until,
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub const PROBE_USER_AGENT: &str = "ringway-health";
 #[derive(Debug)]
 pub enum ProbeError {
     /// The host or path would break the request line or Host header.
-    InvalidRequest { reason: &'static str },
+    InvalidRequest {
+        reason: &'static str,
+    },
     Connect(io::Error),
     Write(io::Error),
     Read(io::Error),
@@ -44,7 +46,10 @@ impl fmt::Display for ProbeError {
             ProbeError::Read(err) => write!(f, "reading the probe response failed: {err}"),
             ProbeError::TimedOut => write!(f, "probe timed out"),
             ProbeError::ClosedBeforeStatus => {
-                write!(f, "server closed the connection before sending a status line")
+                write!(
+                    f,
+                    "server closed the connection before sending a status line"
+                )
             }
             ProbeError::InvalidStatusLine => write!(f, "response has an invalid status line"),
             ProbeError::StatusLineTooLong => write!(
@@ -213,11 +218,17 @@ mod tests {
 
     #[test]
     fn probe_reads_503() {
-        let (addr, server) =
-            serve_once(answer(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"));
+        let (addr, server) = serve_once(answer(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+        ));
         let status = run(probe(addr, "h", "/ready?full=1", PROBE_TIMEOUT));
         assert_eq!(status.unwrap(), 503);
-        assert!(server.join().unwrap().starts_with(b"GET /ready?full=1 HTTP/1.1\r\n"));
+        assert!(
+            server
+                .join()
+                .unwrap()
+                .starts_with(b"GET /ready?full=1 HTTP/1.1\r\n")
+        );
     }
 
     #[test]
@@ -270,7 +281,10 @@ mod tests {
     fn probe_close_without_answer() {
         let (addr, server) = serve_once(|_| {});
         let result = run(probe(addr, "h", "/", PROBE_TIMEOUT));
-        assert!(matches!(result, Err(ProbeError::ClosedBeforeStatus)), "{result:?}");
+        assert!(
+            matches!(result, Err(ProbeError::ClosedBeforeStatus)),
+            "{result:?}"
+        );
         server.join().unwrap();
     }
 
@@ -278,7 +292,10 @@ mod tests {
     fn probe_close_mid_status_line() {
         let (addr, server) = serve_once(answer(b"HTTP/1.1 20"));
         let result = run(probe(addr, "h", "/", PROBE_TIMEOUT));
-        assert!(matches!(result, Err(ProbeError::ClosedBeforeStatus)), "{result:?}");
+        assert!(
+            matches!(result, Err(ProbeError::ClosedBeforeStatus)),
+            "{result:?}"
+        );
         server.join().unwrap();
     }
 
@@ -308,7 +325,10 @@ mod tests {
             let _ = stream.read(&mut rest);
         });
         let result = run(probe(addr, "h", "/", PROBE_TIMEOUT));
-        assert!(matches!(result, Err(ProbeError::StatusLineTooLong)), "{result:?}");
+        assert!(
+            matches!(result, Err(ProbeError::StatusLineTooLong)),
+            "{result:?}"
+        );
         server.join().unwrap();
     }
 
