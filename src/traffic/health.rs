@@ -1,9 +1,9 @@
-//! Server health as one worker sees it: passive checks that eject a server after failed
+//! Server health as tracked by one worker: passive checks that eject a server after failed
 //! requests, and active checks that follow the results of periodic probes.
 //!
 //! A server is available while it is neither ejected nor marked unhealthy by probes. Each worker
 //! keeps its own state, so a server ejected on one worker may still receive requests from
-//! another until that worker sees the failures too.
+//! another until that worker records failures of its own.
 
 use std::time::{Duration, Instant};
 
@@ -84,7 +84,7 @@ impl PassiveHealth {
         if self.failures.len() < capacity {
             return false;
         }
-        // The ring is full, so the slot written next holds the oldest of the last
+        // The ring is full, so the slot written next contains the oldest of the last
         // `max_failures` failures.
         let oldest = self.failures[self.next_slot];
         if now.saturating_duration_since(oldest) <= self.params.window {
@@ -175,7 +175,7 @@ impl ActiveHealth {
         })
     }
 
-    /// Records a probe result: it passed when the server answered with one of
+    /// Records a probe result: it passed when the server responded with one of
     /// `expected_status`.
     pub fn record_probe(
         &mut self,

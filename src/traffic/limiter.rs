@@ -3,26 +3,29 @@
 //! Each worker enforces its own share of a route's limit: `LimitParams::per_worker` divides the
 //! rate and the burst by the worker count. A client whose connections all land on one worker
 //! gets that worker's share. A client whose connections spread over several workers gets up to
-//! the full limit overall but never more, except that each worker's burst is raised to at
-//! least one request, so a burst smaller than the worker count admits up to one request per
-//! worker at once.
+//! the full limit overall but never more. The one exception is a burst smaller than the worker
+//! count: each worker's burst is raised to one request, so up to one request per worker is
+//! admitted at once.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::time::Instant;
 
 use super::{Sink, put_decimal};
 
 /// Maximum number of client keys one limiter tracks on one worker. When the table is full, the
-/// key seen least recently gives up its bucket to the new key. Usually that bucket has refilled
-/// already, and then nothing is lost. Otherwise that client starts over with a full bucket, so
-/// more than this many clients active at once on one worker and route can exceed their limit.
-/// At about 48 bytes per key this bounds a limiter to roughly 400 KiB (an estimate from the
-/// field sizes plus the index, not a measurement).
+/// key seen least recently gives up its bucket to the new key. When that bucket has refilled,
+/// nothing is lost. Otherwise that client starts over with a full bucket, so
+/// a client can exceed its limit when more than this many clients are active at once on one
+/// worker and route. A full table takes 384 KiB on 64-bit targets: 40 bytes per key plus an
+/// index of `INDEX_SLOTS` 4-byte slots.
 pub const MAX_LIMITER_KEYS: usize = 8192;
 
-/// Marks the end of the recency list.
+/// Slots of the open-addressing index: a power of two at least twice `MAX_LIMITER_KEYS`, so
+/// the index is at most half full and linear probes stay short.
+const INDEX_SLOTS: usize = (2 * MAX_LIMITER_KEYS).next_power_of_two();
+
+/// Marks an empty index slot and the ends of the recency list.
 const NO_ENTRY: u32 = u32::MAX;
 
 /// Rate and burst of one worker's token buckets.
@@ -135,28 +138,6 @@ fn seconds_ceil(seconds: f64) -> u32 {
     seconds.max(0.0).ceil() as u32
 }
 
-/// A hasher that passes through the `u64` it is given. The index keys are already SipHash
-/// digests with a random key, so hashing them again would only cost time.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `HashMap<u64, _>`; this keeps the trait complete.
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     digest: u64,
@@ -169,14 +150,15 @@ struct Entry {
 /// Token buckets keyed by client address or header value, with a bounded table.
 ///
 /// Keys are stored as 64-bit SipHash digests under a random key, so a
-/// client cannot pick values that collide with another client's bucket. Checking a key already
-/// in the table does not allocate. Inserting a new key may grow the table until it holds
-/// `MAX_LIMITER_KEYS` keys.
+/// client cannot pick values that collide with another client's bucket. The index is allocated
+/// at construction, so checking a key already in the table does not allocate, and the entry
+/// list grows only when a new key arrives, up to `MAX_LIMITER_KEYS` entries.
 pub struct KeyedLimiter {
     params: LimitParams,
     whitelist: Vec<Box<[u8]>>,
     hasher: RandomState,
-    index: HashMap<u64, u32, BuildHasherDefault<DigestHasher>>,
+    /// Open-addressing index from digest to entry, probed linearly from the digest's low bits.
+    index: Box<[u32]>,
     entries: Vec<Entry>,
     /// Most and least recently seen entries.
     newest: u32,
@@ -191,7 +173,7 @@ impl KeyedLimiter {
             params,
             whitelist,
             hasher: RandomState::new(),
-            index: HashMap::default(),
+            index: vec![NO_ENTRY; INDEX_SLOTS].into_boxed_slice(),
             entries: Vec::new(),
             newest: NO_ENTRY,
             oldest: NO_ENTRY,
@@ -217,12 +199,13 @@ impl KeyedLimiter {
             return Decision::whitelisted(&self.params);
         }
         let digest = self.hasher.hash_one(key);
-        let slot = match self.index.get(&digest) {
-            Some(&slot) => {
+        let slot = match self.find(digest) {
+            Ok(position) => {
+                let slot = self.index[position];
                 self.unlink(slot);
                 slot
             }
-            None => self.insert(digest, now),
+            Err(_) => self.insert(digest, now),
         };
         self.link_newest(slot);
         self.entries[slot as usize].bucket.check(&self.params, now)
@@ -242,12 +225,56 @@ impl KeyedLimiter {
         } else {
             let victim = self.oldest;
             self.unlink(victim);
-            self.index.remove(&self.entries[victim as usize].digest);
+            if let Ok(position) = self.find(self.entries[victim as usize].digest) {
+                self.remove_at(position);
+            }
             self.entries[victim as usize] = entry;
             victim
         };
-        self.index.insert(digest, slot);
+        match self.find(digest) {
+            Err(position) => self.index[position] = slot,
+            Ok(_) => unreachable!("insert is only called for a digest not in the index"),
+        }
         slot
+    }
+
+    /// Returns the index position of `digest`, or the empty position where it would go.
+    fn find(&self, digest: u64) -> Result<usize, usize> {
+        let mask = INDEX_SLOTS - 1;
+        let mut position = digest as usize & mask;
+        // The index is at most half full, so the probe reaches an empty slot.
+        loop {
+            match self.index[position] {
+                NO_ENTRY => return Err(position),
+                slot if self.entries[slot as usize].digest == digest => return Ok(position),
+                _ => position = (position + 1) & mask,
+            }
+        }
+    }
+
+    /// Empties an index position, shifting later entries of the same probe run back so that
+    /// `find` still reaches them (backward-shift deletion, no tombstones).
+    fn remove_at(&mut self, position: usize) {
+        let mask = INDEX_SLOTS - 1;
+        let mut hole = position;
+        let mut next = (position + 1) & mask;
+        loop {
+            let slot = self.index[next];
+            if slot == NO_ENTRY {
+                break;
+            }
+            // The entry may fill the hole unless its home position lies after the hole, in
+            // probe order, which would put it before its home.
+            let home = self.entries[slot as usize].digest as usize & mask;
+            let from_home = next.wrapping_sub(home) & mask;
+            let from_hole = next.wrapping_sub(hole) & mask;
+            if from_home >= from_hole {
+                self.index[hole] = slot;
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.index[hole] = NO_ENTRY;
     }
 
     fn unlink(&mut self, slot: u32) {
@@ -487,7 +514,8 @@ mod tests {
         let mut limiter = KeyedLimiter::new(TEN_PER_SECOND, whitelist);
         for _ in 0..50 {
             let decision = limiter.check(b"trusted-key", start);
-            assert!(decision.allowed && decision.whitelisted);
+            assert!(decision.allowed);
+            assert!(decision.whitelisted);
         }
         let mapped = address_key("::ffff:10.0.0.1".parse().unwrap());
         for _ in 0..50 {
@@ -517,7 +545,7 @@ mod tests {
             assert!(limiter.check(&client.to_le_bytes(), start).allowed);
         }
         assert_eq!(limiter.len(), MAX_LIMITER_KEYS);
-        assert_eq!(limiter.index.len(), MAX_LIMITER_KEYS);
+        assert_index_consistent(&limiter);
     }
 
     #[test]
@@ -543,6 +571,43 @@ mod tests {
         // Client 1 was evicted long ago, so it starts again with a full bucket.
         let decision = limiter.check(&1u32.to_le_bytes(), start);
         assert_eq!(decision.remaining, 4);
+    }
+
+    /// Checks that every entry is reachable through `find` and nothing else is indexed.
+    fn assert_index_consistent(limiter: &KeyedLimiter) {
+        let occupied = limiter
+            .index
+            .iter()
+            .filter(|&&slot| slot != NO_ENTRY)
+            .count();
+        assert_eq!(occupied, limiter.len());
+        for (slot, entry) in limiter.entries.iter().enumerate() {
+            let position = limiter.find(entry.digest).expect("entry is indexed");
+            assert_eq!(limiter.index[position] as usize, slot);
+        }
+    }
+
+    #[test]
+    fn keyed_index_survives_churn() {
+        // Keys of a small set recur between new keys, so removals happen in the middle of
+        // probe runs while recurring keys must stay findable with their drained buckets.
+        let start = Instant::now();
+        let mut limiter = KeyedLimiter::new(TEN_PER_SECOND, Vec::new());
+        let recurring: Vec<[u8; 4]> = (0..16u32).map(|i| (u32::MAX - i).to_le_bytes()).collect();
+        for key in &recurring {
+            for _ in 0..5 {
+                limiter.check(key, start);
+            }
+        }
+        for client in 0..(MAX_LIMITER_KEYS as u32 * 4) {
+            limiter.check(&client.to_le_bytes(), start);
+            let key = &recurring[client as usize % recurring.len()];
+            assert!(
+                !limiter.check(key, start).allowed,
+                "recurring key lost at {client}"
+            );
+        }
+        assert_index_consistent(&limiter);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use monoio::net::TcpStream;
 
 /// Maximum number of response bytes a probe reads while looking for the end of the status line.
 /// A status line is "HTTP/1.1 200 OK" plus a reason phrase, far below this, so a server that
-/// sends 1 KiB without a line break is not answering HTTP.
+/// sends 1 KiB without a line break is not an HTTP server.
 pub const PROBE_RESPONSE_MAX_BYTES: usize = 1024;
 
 /// Value of the User-Agent header of probes, so servers can tell them from client traffic.
@@ -125,7 +125,7 @@ async fn exchange(addr: SocketAddr, request: Vec<u8>) -> Result<u16, ProbeError>
     }
 }
 
-/// Returns the status code once `received` holds a complete status line, None while it may
+/// Returns the status code once `received` contains a complete status line, None while it may
 /// still become one, and an error as soon as it cannot.
 fn parse_status(received: &[u8]) -> Result<Option<u16>, ProbeError> {
     // The status line ends at the first LF. Parsing only up to there keeps headers out of
@@ -160,7 +160,7 @@ mod tests {
     /// Bound for each blocking step of the test servers.
     const TEST_IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-    /// Timeout of probes that expect an answer; generous for a loaded machine.
+    /// Timeout of probes that expect a response, generous for a loaded machine.
     const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
     fn run<T>(future: impl std::future::Future<Output = T>) -> T {
