@@ -15,9 +15,9 @@ use super::{Sink, put_decimal};
 
 /// Maximum number of client keys one limiter tracks on one worker. When the table is full, the
 /// key seen least recently gives up its bucket to the new key. When that bucket has refilled,
-/// nothing is lost. Otherwise that client starts over with a full bucket, so
-/// a client can exceed its limit when more than this many clients are active at once on one
-/// worker and route. A full table takes 384 KiB on 64-bit targets: 40 bytes per key plus an
+/// nothing is lost. Otherwise that client starts over with a full bucket, so a client can
+/// exceed its limit when more than this many clients are active at once on one worker and
+/// route. A full table takes 384 KiB on 64-bit targets: 40 bytes per key plus an
 /// index of `INDEX_SLOTS` 4-byte slots.
 pub const MAX_LIMITER_KEYS: usize = 8192;
 
@@ -131,8 +131,8 @@ impl TokenBucket {
     }
 }
 
-/// Rounds a non-negative number of seconds up; a zero or negative rate gives infinity, which
-/// saturates to `u32::MAX`.
+/// Rounds a number of seconds up to a whole second, clamped to `0..=u32::MAX`. A zero rate
+/// makes the division infinite, which saturates to `u32::MAX`.
 fn seconds_ceil(seconds: f64) -> u32 {
     // Float casts saturate, and NaN (from 0/0) becomes 0.
     seconds.max(0.0).ceil() as u32
@@ -149,10 +149,11 @@ struct Entry {
 
 /// Token buckets keyed by client address or header value, with a bounded table.
 ///
-/// Keys are stored as 64-bit SipHash digests under a random key, so a
-/// client cannot pick values that collide with another client's bucket. The index is allocated
-/// at construction, so checking a key already in the table does not allocate, and the entry
-/// list grows only when a new key arrives, up to `MAX_LIMITER_KEYS` entries.
+/// Keys are stored as 64-bit SipHash digests under a random key, so a client cannot pick
+/// values that collide with another client's bucket. The index is allocated at construction,
+/// so checking a key already in the table does not allocate, and the entry list grows only
+/// when a new key arrives, up to `MAX_LIMITER_KEYS` entries. The whitelist is searched
+/// linearly, which suits the few entries a route lists.
 pub struct KeyedLimiter {
     params: LimitParams,
     whitelist: Vec<Box<[u8]>>,
