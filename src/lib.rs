@@ -16,6 +16,7 @@ pub mod relay;
 pub mod route;
 pub mod routing;
 pub mod sys;
+pub mod traffic;
 pub mod tunnel;
 pub mod upstream;
 pub mod worker;
