@@ -257,17 +257,15 @@ fn decode_chunked(c: &mut Criterion) {
 fn route_table(count: usize) -> Vec<Route> {
     let mut routes: Vec<Route> = (1..count)
         .map(|i| Route {
-            path_prefix: format!("/service-{i}/"),
             host: Some("www.example.com".to_owned()),
             methods: Some(vec!["GET".to_owned(), "HEAD".to_owned(), "POST".to_owned()]),
-            upstream: i,
+            ..Route::with_prefix(&format!("/service-{i}/"), i)
         })
         .collect();
     routes.push(Route {
-        path_prefix: "/assets/".to_owned(),
         host: Some("www.example.com".to_owned()),
         methods: Some(vec!["GET".to_owned(), "HEAD".to_owned()]),
-        upstream: 0,
+        ..Route::with_prefix("/assets/", 0)
     });
     routes
 }

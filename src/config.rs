@@ -14,6 +14,10 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+mod gateway;
+
+pub use gateway::*;
+
 /// Linux's default `fs.nr_open`: the most file descriptors one process can open unless an
 /// administrator raises the sysctl. Connection counts above it cannot be reached.
 const DEFAULT_NR_OPEN: usize = 1 << 20;
@@ -191,9 +195,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "buffers",
     "log",
+    "request_id",
 ];
-const UPSTREAM_KEYS: &[&str] = &["servers", "max_idle_connections_per_server"];
-const ROUTE_KEYS: &[&str] = &["path_prefix", "host", "methods", "upstream"];
 const TIMEOUT_KEYS: &[&str] = &[
     "connect_ms",
     "client_head_ms",
@@ -229,7 +232,7 @@ pub const DEFAULT_IO_URING_ENTRIES: u32 = 4096;
 pub const SQPOLL_IDLE_RANGE_MS: RangeInclusive<u32> = 0..=60_000;
 
 /// A validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub workers: Workers,
     /// Listening addresses, in file order and without duplicates (port 0 excepted).
@@ -245,6 +248,7 @@ pub struct Config {
     pub limits: Limits,
     pub buffers: Buffers,
     pub log: Log,
+    pub request_id: RequestId,
 }
 
 /// Worker threads and their CPU placement.
@@ -342,7 +346,7 @@ pub enum RelayMode {
 }
 
 /// A named group of servers that routes send requests to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub name: String,
     /// One entry per resolved address. A host name that resolves to several addresses
@@ -351,6 +355,13 @@ pub struct Upstream {
     /// Idle keep-alive connections kept per server and per worker. Zero disables
     /// keep-alive to this upstream.
     pub max_idle_connections_per_server: usize,
+    /// The policy that picks a server for each request.
+    pub balance: Balance,
+    /// Passive and active health checking of the servers.
+    pub health: Health,
+    /// `None` unless `circuit_breaker` is in the file.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    pub retries: Retries,
 }
 
 /// One upstream server address.
@@ -361,21 +372,278 @@ pub struct Server {
     pub addr: SocketAddr,
     /// `host:port` exactly as configured, sent as Host when the client sent none.
     pub authority: String,
+    /// Relative share of requests under [`Balance::WeightedRoundRobin`], at least 1. Every
+    /// address of a host name gets the weight of its entry.
+    pub weight: u32,
+}
+
+/// Server selection policy of an upstream (`upstreams.<name>.balance`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    /// Round robin in proportion to [`Server::weight`].
+    WeightedRoundRobin,
+    LeastConnections,
+    /// The less busy of two servers picked at random.
+    PowerOfTwo,
+    /// A hash of this request property picks the server, so equal values reach the same server.
+    Hash(ClientKey),
+    /// A cookie that ringway sets pins each client to one server.
+    StickyCookie(StickyCookie),
+}
+
+/// The request property that identifies a client, for hashing and rate limiting.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClientKey {
+    /// The peer address of the client connection.
+    #[default]
+    ClientAddress,
+    /// The value of this request header, written as in the file (`"header:X-User"`).
+    Header(String),
+}
+
+/// Settings of [`Balance::StickyCookie`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyCookie {
+    /// Cookie name, an HTTP token.
+    pub name: String,
+    /// Max-Age attribute of the cookie.
+    pub max_age: Duration,
+}
+
+/// Health checking of an upstream's servers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Health {
+    /// Always on: failed requests eject a server for a while.
+    pub passive: PassiveHealth,
+    /// Periodic probe requests; `None` unless `health.active` is in the file.
+    pub active: Option<ActiveHealth>,
+}
+
+/// Ejection of a server after failed requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveHealth {
+    /// Failures within `window` that eject the server.
+    pub max_failures: u32,
+    pub window: Duration,
+    /// First ejection period. Repeated ejections grow up to `max_ejection`.
+    pub ejection: Duration,
+    pub max_ejection: Duration,
+}
+
+/// Probe requests sent to every server on a timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveHealth {
+    /// Request target of the probe, in origin form.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Response status codes that count as healthy.
+    pub expected_status: Vec<u16>,
+    /// Successful probes in a row that bring an ejected server back.
+    pub healthy_threshold: u32,
+    /// Failed probes in a row that eject a server.
+    pub unhealthy_threshold: u32,
+}
+
+/// A breaker that stops sending requests to an upstream whose requests mostly fail.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CircuitBreaker {
+    /// Share of failed requests in `window`, in (0, 1], that opens the breaker.
+    pub failure_ratio: f64,
+    pub window: Duration,
+    /// Requests in `window` below which the breaker stays closed whatever the ratio.
+    pub min_requests: u32,
+    /// How long the breaker stays open before it lets trial requests through.
+    pub break_duration: Duration,
+    /// Trial requests let through while half open.
+    pub half_open_requests: u32,
+}
+
+/// Retries of failed requests on another server, bounded by a budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retries {
+    /// Extra attempts per request; 0 turns retries off.
+    pub attempts: u32,
+    /// Retries allowed per request sent, in [0, 1], on top of `min_per_second`.
+    pub budget_ratio: f64,
+    /// Retries per second that are always allowed.
+    pub min_per_second: u32,
 }
 
 /// A rule that sends matching requests to an upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// Prefix of the request target's path, starting with `/`. Compared byte for byte.
+    /// Literal prefix that every matching path starts with: the whole `path_prefix`, or the
+    /// text of a `path` template before its first placeholder. [`crate::route::find_route`]
+    /// compares only this prefix until template matching replaces it.
     pub path_prefix: String,
-    /// Host to match, lower-cased and without a port. IPv6 literals keep their brackets.
-    /// `None` matches every host.
+    /// The path as written in the file.
+    pub path: RoutePath,
+    /// Name in logs and the `{route}` placeholder: `name` from the file or `"route N"`,
+    /// where N is the route's index. Unique among the routes.
+    pub name: String,
+    /// Host to match, lower-cased and without a port. IPv6 literals keep their brackets, and
+    /// a wildcard keeps its `*.` prefix. `None` matches every host.
     pub host: Option<String>,
     /// Methods to match, as written in the file, because methods are case-sensitive
     /// (RFC 9110 section 9.1). `None` matches every method.
     pub methods: Option<Vec<String>>,
+    /// Request headers that must be present with exactly these values.
+    pub headers: Vec<HeaderMatch>,
+    /// Higher priorities are tried first.
+    pub priority: i32,
+    /// Whether path matching distinguishes letter case.
+    pub case_sensitive: bool,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
+    pub rewrite: Option<Rewrite>,
+    pub query: QueryRules,
+    /// Rules applied in order to the request sent upstream.
+    pub request_headers: Vec<HeaderRule>,
+    /// Rules applied in order to the response sent to the client.
+    pub response_headers: Vec<HeaderRule>,
+    /// Overrides of the global upstream timeouts.
+    pub timeouts: RouteTimeouts,
+    pub rate_limit: Option<RateLimit>,
+    /// Client addresses allowed, as CIDRs or single addresses. Empty allows every client.
+    pub allow: Vec<Cidr>,
+    /// Client addresses rejected; a deny entry wins over an allow entry.
+    pub deny: Vec<Cidr>,
+    /// Overrides [`RequestId::header`] for this route.
+    pub request_id_header: Option<String>,
+}
+
+impl Route {
+    /// Returns a route that sends every path under `path_prefix` to `upstream`, with every
+    /// other setting at its default.
+    pub fn with_prefix(path_prefix: &str, upstream: usize) -> Route {
+        Route {
+            path_prefix: path_prefix.to_owned(),
+            path: RoutePath::Prefix(path_prefix.to_owned()),
+            name: String::new(),
+            host: None,
+            methods: None,
+            headers: Vec::new(),
+            priority: DEFAULT_ROUTE_PRIORITY,
+            case_sensitive: DEFAULT_CASE_SENSITIVE,
+            upstream,
+            rewrite: None,
+            query: QueryRules::default(),
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            timeouts: RouteTimeouts::default(),
+            rate_limit: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            request_id_header: None,
+        }
+    }
+}
+
+/// The path a route matches, exactly as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutePath {
+    /// `path_prefix`: every path that starts with this text.
+    Prefix(String),
+    /// `path`: a template with `{name}` and a final `{*rest}` placeholder. Only its
+    /// characters have been checked, not its placeholder syntax.
+    Template(String),
+}
+
+/// A request header that a route requires (`routes[N].headers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// Field name as written; names compare case-insensitively.
+    pub name: String,
+    /// Exact field value.
+    pub value: String,
+}
+
+/// The change made to the path before the request goes upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// A path template filled from the route's captures. Only its characters have been
+    /// checked, not its placeholders.
+    Path(String),
+    /// A literal prefix removed from the path.
+    StripPrefix(String),
+}
+
+/// Changes to the query string. With both lists empty the query is forwarded byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueryRules {
+    /// Parameter names removed.
+    pub remove: Vec<String>,
+    /// Parameters set to a value, replacing every earlier occurrence, in file order.
+    pub set: Vec<(String, String)>,
+}
+
+/// One header rewrite rule (`request_headers` and `response_headers` entries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRule {
+    pub kind: HeaderRuleKind,
+    /// Field name, an HTTP token.
+    pub name: String,
+    /// Value template for `Set` and `Add`, the replacement text for `Replace`, and empty for
+    /// `Remove`. Its placeholders have not been checked.
+    pub value: String,
+}
+
+/// What a [`HeaderRule`] does with its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderRuleKind {
+    /// Replaces every field of that name with one field.
+    Set,
+    /// Adds a field and keeps the existing ones.
+    Add,
+    Remove,
+    /// Replaces this text with [`HeaderRule::value`] in every field of that name.
+    Replace {
+        find: String,
+    },
+}
+
+/// Per-route overrides of `timeouts`; `None` keeps the global value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteTimeouts {
+    pub connect: Option<Duration>,
+    pub upstream_head: Option<Duration>,
+    pub upstream_read: Option<Duration>,
+}
+
+/// A token bucket per client (`routes[N].rate_limit`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    /// Refill rate of each client's bucket, for the whole process.
+    pub requests_per_second: f64,
+    /// Bucket size: requests a client may send at once after a quiet period.
+    pub burst: u32,
+    pub key: ClientKey,
+    /// Client addresses or header values that are never limited.
+    pub whitelist: Vec<String>,
+}
+
+/// A CIDR such as `"10.0.0.0/8"` or a single address, as written in the file.
+pub type Cidr = String;
+
+/// Request id settings (top-level `request_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId {
+    /// Header that carries the id, to the upstream and back to the client.
+    pub header: String,
+    /// Whether ringway creates an id for requests that arrive without one.
+    pub generate: bool,
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        RequestId {
+            header: DEFAULT_REQUEST_ID_HEADER.to_owned(),
+            generate: DEFAULT_REQUEST_ID_GENERATE,
+        }
+    }
 }
 
 /// Timeouts of client and upstream I/O.
@@ -948,6 +1216,7 @@ impl Checker<'_> {
         let limits = self.check_limits(top.get("limits"));
         let buffers = self.check_buffers(top.get("buffers"));
         let log = self.check_log(top.get("log"));
+        let request_id = self.check_request_id(top.get("request_id"));
 
         if let (Some(limits), Some(buffers)) = (&limits, &buffers) {
             self.check_limits_fit_buffers(limits, buffers);
@@ -965,6 +1234,7 @@ impl Checker<'_> {
             limits: limits?,
             buffers: buffers?,
             log: log?,
+            request_id: request_id?,
         })
     }
 
@@ -1283,14 +1553,23 @@ impl Checker<'_> {
             ),
             None => Some(DEFAULT_MAX_IDLE_CONNECTIONS_PER_SERVER),
         };
+        let policies = self.check_upstream_policies(&path, &object);
+        if let Some(policies) = &policies {
+            self.check_weights_need_weighted_balance(&path, &object, &policies.balance);
+        }
 
         if !valid {
             return None;
         }
+        let policies = policies?;
         Some(Upstream {
             name: name.to_owned(),
             servers: servers?,
             max_idle_connections_per_server: max_idle?,
+            balance: policies.balance,
+            health: policies.health,
+            circuit_breaker: policies.circuit_breaker,
+            retries: policies.retries,
         })
     }
 
@@ -1309,11 +1588,7 @@ impl Checker<'_> {
         let mut valid = true;
         for (index, item) in items.iter().enumerate() {
             let item_path = index_path(path, index);
-            let Some(text) = self.string(
-                &item_path,
-                item,
-                "write host:port, for example \"127.0.0.1:9090\"",
-            ) else {
+            let Some((text, weight, text_path)) = self.check_server_entry(&item_path, item) else {
                 valid = false;
                 continue;
             };
@@ -1322,7 +1597,7 @@ impl Checker<'_> {
                 .position(|earlier| earlier.eq_ignore_ascii_case(text))
             {
                 self.report(
-                    &item_path,
+                    &text_path,
                     format!(
                         "server {} is listed twice, first at {}",
                         quote(text),
@@ -1334,8 +1609,12 @@ impl Checker<'_> {
                 continue;
             }
             seen.push(text);
-            match self.resolve_server(&item_path, text) {
-                Some(resolved) => servers.extend(resolved),
+            match self.resolve_server(&text_path, text) {
+                Some(resolved) => servers.extend(
+                    resolved
+                        .into_iter()
+                        .map(|server| Server { weight, ..server }),
+                ),
                 None => valid = false,
             }
         }
@@ -1357,6 +1636,7 @@ impl Checker<'_> {
             return Some(vec![Server {
                 addr: address,
                 authority: text.to_owned(),
+                weight: DEFAULT_SERVER_WEIGHT,
             }]);
         }
 
@@ -1423,6 +1703,7 @@ impl Checker<'_> {
                 servers.push(Server {
                     addr: address,
                     authority: text.to_owned(),
+                    weight: DEFAULT_SERVER_WEIGHT,
                 });
             }
         }
@@ -1445,13 +1726,27 @@ impl Checker<'_> {
             self.report(PATH, "the list of routes is empty", example);
             return None;
         }
-        let mut routes = Vec::with_capacity(items.len());
+        let mut routes: Vec<Route> = Vec::with_capacity(items.len());
         let mut valid = true;
         for (index, item) in items.iter().enumerate() {
-            match self.check_route(&index_path(PATH, index), item, upstream_names) {
-                Some(route) => routes.push(route),
-                None => valid = false,
+            let path = index_path(PATH, index);
+            let Some(route) = self.check_route(&path, index, item, upstream_names) else {
+                valid = false;
+                continue;
+            };
+            if let Some(first) = routes.iter().position(|earlier| earlier.name == route.name) {
+                self.report(
+                    &key_path(&path, "name"),
+                    format!(
+                        "route name {} is already used by routes[{first}]",
+                        quote(&route.name)
+                    ),
+                    "give each route its own name, because logs and {route} placeholders tell routes apart by name",
+                );
+                valid = false;
+                continue;
             }
+            routes.push(route);
         }
         valid.then_some(routes)
     }
@@ -1459,19 +1754,13 @@ impl Checker<'_> {
     fn check_route(
         &mut self,
         path: &str,
+        index: usize,
         value: &Json,
         upstream_names: &[String],
     ) -> Option<Route> {
         let object = self.object(path, value, ROUTE_KEYS)?;
 
-        let path_prefix = self
-            .required(
-                &object,
-                path,
-                "path_prefix",
-                "add \"path_prefix\", such as \"/\" to match every path",
-            )
-            .and_then(|value| self.check_path_prefix(&key_path(path, "path_prefix"), value));
+        let route_path = self.check_route_path(path, &object);
         let host = match object.get("host") {
             Some(value) => self
                 .check_route_host(&key_path(path, "host"), value)
@@ -1494,12 +1783,29 @@ impl Checker<'_> {
             .and_then(|value| {
                 self.check_route_upstream(&key_path(path, "upstream"), value, upstream_names)
             });
+        let extras = self.check_route_extras(path, index, &object, route_path.as_ref());
 
+        let (path_prefix, route_path) = route_path?;
+        let extras = extras?;
         Some(Route {
-            path_prefix: path_prefix?,
+            path_prefix,
+            path: route_path,
+            name: extras.name,
             host: host?,
             methods: methods?,
+            headers: extras.headers,
+            priority: extras.priority,
+            case_sensitive: extras.case_sensitive,
             upstream: upstream?,
+            rewrite: extras.rewrite,
+            query: extras.query,
+            request_headers: extras.request_headers,
+            response_headers: extras.response_headers,
+            timeouts: extras.timeouts,
+            rate_limit: extras.rate_limit,
+            allow: extras.allow,
+            deny: extras.deny,
+            request_id_header: extras.request_id_header,
         })
     }
 
@@ -1838,8 +2144,16 @@ fn is_valid_host_name(host: &str) -> bool {
 
 /// Lower-cases a route's host and removes its port, the form in which the proxy compares
 /// it with the request's Host. The host is case-insensitive (RFC 3986 section 3.2.2).
+///
+/// A leading `*.` (a wildcard for one or more labels) is kept.
 fn normalize_route_host(text: &str) -> Result<String, &'static str> {
     let lower = text.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("*.") {
+        if rest.starts_with('[') || rest.starts_with('*') {
+            return Err("a wildcard is one leading \"*.\" followed by a host name");
+        }
+        return normalize_route_host(rest).map(|host| format!("*.{host}"));
+    }
     let (host, port) = if let Some(rest) = lower.strip_prefix('[') {
         let Some((literal, after)) = rest.split_once(']') else {
             return Err("the IPv6 literal has no closing ']'");
@@ -1909,7 +2223,7 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::{Value, json};
 
@@ -1920,7 +2234,7 @@ mod tests {
     /// CPU count used by tests that need a fixed one.
     const TEST_CPUS: usize = 4;
 
-    fn system() -> SystemInfo {
+    pub(super) fn system() -> SystemInfo {
         SystemInfo {
             cpu_count: Ok(TEST_CPUS),
             allowed_cpus: Ok((0..TEST_CPUS).collect()),
@@ -1929,7 +2243,7 @@ mod tests {
 
     /// Returns MINIMAL with the value at each JSON pointer replaced, creating missing
     /// objects on the way.
-    fn minimal_with(edits: &[(&str, Value)]) -> String {
+    pub(super) fn minimal_with(edits: &[(&str, Value)]) -> String {
         let mut root: Value = serde_json::from_str(MINIMAL).unwrap();
         for (pointer, value) in edits {
             let mut node = &mut root;
@@ -1955,14 +2269,14 @@ mod tests {
         root.to_string()
     }
 
-    fn parse_ok(json: &str) -> Config {
+    pub(super) fn parse_ok(json: &str) -> Config {
         match parse_with(json, &system()) {
             Ok(config) => config,
             Err(errors) => panic!("expected a valid config, got {errors:#?}"),
         }
     }
 
-    fn parse_errors(json: &str) -> Vec<ConfigError> {
+    pub(super) fn parse_errors(json: &str) -> Vec<ConfigError> {
         match parse_with(json, &system()) {
             Ok(config) => panic!("expected errors, got {config:#?}"),
             Err(errors) => errors,
@@ -1972,7 +2286,7 @@ mod tests {
     /// Asserts that `json` fails with exactly one error, at `path`, whose message
     /// contains `value`.
     #[track_caller]
-    fn assert_single_error(json: &str, path: &str, value: &str) -> ConfigError {
+    pub(super) fn assert_single_error(json: &str, path: &str, value: &str) -> ConfigError {
         let errors = parse_errors(json);
         assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
         let error = errors.into_iter().next().unwrap();
@@ -1985,7 +2299,7 @@ mod tests {
         error
     }
 
-    fn paths(errors: &[ConfigError]) -> Vec<&str> {
+    pub(super) fn paths(errors: &[ConfigError]) -> Vec<&str> {
         errors.iter().map(|error| error.path.as_str()).collect()
     }
 
@@ -2006,20 +2320,24 @@ mod tests {
                 name: "origin".to_owned(),
                 servers: vec![Server {
                     addr: loopback(9090),
-                    authority: "127.0.0.1:9090".to_owned()
+                    authority: "127.0.0.1:9090".to_owned(),
+                    weight: 1,
                 }],
                 max_idle_connections_per_server: DEFAULT_MAX_IDLE_CONNECTIONS_PER_SERVER,
+                balance: Balance::RoundRobin,
+                health: Health::default(),
+                circuit_breaker: None,
+                retries: Retries::default(),
             }]
         );
         assert_eq!(
             config.routes,
             vec![Route {
-                path_prefix: "/".to_owned(),
-                host: None,
-                methods: None,
-                upstream: 0
+                name: "route 0".to_owned(),
+                ..Route::with_prefix("/", 0)
             }]
         );
+        assert_eq!(config.request_id, RequestId::default());
         assert_eq!(config.timeouts, Timeouts::default());
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.buffers, Buffers::default());
@@ -2335,6 +2653,7 @@ mod tests {
             ("example.com:", "example.com"),
             ("[::1]:8080", "[::1]"),
             ("[FE80::1]", "[fe80::1]"),
+            ("*.Example.com:443", "*.example.com"),
             ("10.0.0.1:80", "10.0.0.1"),
         ];
         for (written, stored) in cases {
@@ -2540,9 +2859,15 @@ mod tests {
             ("/routes/0/host", json!(""), "routes[0].host", "\"\""),
             (
                 "/routes/0/host",
-                json!("*.example.com"),
+                json!("*.*.example.com"),
                 "routes[0].host",
-                "\"*.example.com\"",
+                "\"*.*.example.com\"",
+            ),
+            (
+                "/routes/0/host",
+                json!("*.[::1]"),
+                "routes[0].host",
+                "\"*.[::1]\"",
             ),
             ("/routes/0/host", json!("::1"), "routes[0].host", "\"::1\""),
             (
@@ -2858,7 +3183,7 @@ mod tests {
         assert!(
             route_error
                 .fix
-                .contains("path_prefix, host, methods, upstream"),
+                .contains("path_prefix, path, host, methods, upstream, name"),
             "{route_error:#?}"
         );
     }

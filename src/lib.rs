@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod ocelot;
 pub mod proxy;
 pub mod relay;
 pub mod route;

@@ -1,15 +1,17 @@
 //! The `ringway` command: `ringway --config FILE` runs the proxy, `ringway --check-config FILE`
-//! validates a configuration and exits.
+//! validates a configuration and exits, and `ringway convert-ocelot FILE` prints an Ocelot
+//! ocelot.json as a ringway configuration. The first two accept an ocelot.json as well.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 
 use ringway::config;
+use ringway::ocelot::{self, Note, Severity};
 use ringway::sys;
 use ringway::worker;
 
@@ -18,9 +20,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A streaming thread-per-core HTTP/1.1 reverse proxy.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
-    /// Run the proxy with this JSON configuration file.
+    /// Run the proxy with this JSON configuration file (ringway's format or an Ocelot
+    /// ocelot.json, which is converted at start).
     #[arg(
         long,
         value_name = "FILE",
@@ -28,37 +36,134 @@ struct Args {
         required_unless_present = "check_config"
     )]
     config: Option<PathBuf>,
-    /// Validate this configuration file, print every error with its key path, and exit
-    /// (0 when the file is valid, 1 otherwise).
+    /// Validate this configuration file (ringway's format or an Ocelot ocelot.json), print
+    /// every error with its key path, and exit (0 when the file is valid, 1 otherwise).
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print an Ocelot ocelot.json as ringway JSON on stdout and every setting that did not
+    /// carry over on stderr. Exits with 1 when a setting cannot be honoured or the result
+    /// fails ringway's validation on this machine (host names must resolve), 0 otherwise.
+    ConvertOcelot {
+        /// The ocelot.json to convert.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::ConvertOcelot { file }) = args.command {
+        return convert_ocelot(&file);
+    }
     if let Some(path) = args.check_config {
         return check_config(&path);
     }
     let Some(path) = args.config else {
         return ExitCode::FAILURE;
     };
-    let config = match config::load(&path) {
-        Ok(config) => config,
-        Err(errors) => {
-            print_errors(&path, &errors);
+    let (config, notes) = match load(&path) {
+        Ok(loaded) => loaded,
+        Err(failure) => {
+            failure.print(&path);
             return ExitCode::FAILURE;
         }
     };
     init_logging(&config.log.level);
+    for note in &notes {
+        warn!(path = %note.path, "converted from Ocelot: {}; instead, {}", note.message, note.instead);
+    }
     run(config)
 }
 
-fn check_config(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
-        Ok(config) => {
+/// Why a configuration file could not be used.
+enum LoadFailure {
+    /// ringway's validation rejected the file, or the file converted from Ocelot.
+    Invalid {
+        errors: Vec<config::ConfigError>,
+        converted: bool,
+    },
+    /// An ocelot.json with settings ringway cannot honour; every note is printed.
+    Ocelot(Vec<Note>),
+}
+
+impl LoadFailure {
+    fn print(&self, path: &Path) {
+        match self {
+            LoadFailure::Invalid { errors, converted } => {
+                if *converted {
+                    eprintln!(
+                        "{}: converted from Ocelot, but the result is not a valid ringway configuration",
+                        path.display()
+                    );
+                }
+                print_errors(path, errors);
+            }
+            LoadFailure::Ocelot(notes) => {
+                let errors = notes
+                    .iter()
+                    .filter(|note| note.severity == Severity::Error)
+                    .count();
+                eprintln!(
+                    "{}: {errors} Ocelot setting{} that ringway cannot honour",
+                    path.display(),
+                    if errors == 1 { "" } else { "s" }
+                );
+                for note in notes {
+                    eprintln!("  {note}");
+                }
+            }
+        }
+    }
+}
+
+/// Loads a ringway configuration file, or converts an ocelot.json. Returns the
+/// configuration and the warnings of the conversion.
+fn load(path: &Path) -> Result<(config::Config, Vec<Note>), LoadFailure> {
+    let root = std::fs::read_to_string(path).ok().and_then(|text| {
+        serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}')).ok()
+    });
+    let Some(root) = root.filter(ocelot::is_ocelot) else {
+        // config::load reports unreadable files and JSON syntax errors with their position.
+        return config::load(path)
+            .map(|config| (config, Vec::new()))
+            .map_err(|errors| LoadFailure::Invalid {
+                errors,
+                converted: false,
+            });
+    };
+    let conversion = ocelot::convert(&root);
+    if conversion.has_errors() {
+        return Err(LoadFailure::Ocelot(conversion.notes));
+    }
+    match config::parse(&conversion.config.to_string()) {
+        Ok(config) => Ok((config, conversion.notes)),
+        Err(errors) => Err(LoadFailure::Invalid {
+            errors,
+            converted: true,
+        }),
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok((config, notes)) => {
+            for note in &notes {
+                eprintln!("{note}");
+            }
             println!(
-                "{}: valid ({} workers, {} listeners, {} upstreams, {} routes)",
+                "{}: valid{} ({} workers, {} listeners, {} upstreams, {} routes)",
                 path.display(),
+                if notes.is_empty() {
+                    ""
+                } else {
+                    " after conversion from Ocelot"
+                },
                 config.workers.count(),
                 config.listen.len(),
                 config.upstreams.len(),
@@ -66,14 +171,60 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(errors) => {
-            print_errors(path, &errors);
+        Err(failure) => {
+            failure.print(path);
             ExitCode::FAILURE
         }
     }
 }
 
-fn print_errors(path: &std::path::Path, errors: &[config::ConfigError]) {
+fn convert_ocelot(path: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("{}: failed to read the file: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let root: serde_json::Value = match serde_json::from_str(text.trim_start_matches('\u{feff}')) {
+        Ok(root) => root,
+        Err(error) => {
+            eprintln!(
+                "{}: invalid JSON: {error}; correct the syntax at that position",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let conversion = ocelot::convert(&root);
+    match serde_json::to_string_pretty(&conversion.config) {
+        Ok(pretty) => println!("{pretty}"),
+        Err(error) => {
+            eprintln!("failed to format the converted configuration: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    for note in &conversion.notes {
+        eprintln!("{note}");
+    }
+    let mut failed = conversion.has_errors();
+    if !failed && let Err(errors) = config::parse(&conversion.config.to_string()) {
+        eprintln!(
+            "the converted configuration does not pass ringway's validation on this machine:"
+        );
+        for error in &errors {
+            eprintln!("error: {error}");
+        }
+        failed = true;
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_errors(path: &Path, errors: &[config::ConfigError]) {
     eprintln!(
         "{}: {} configuration error{}",
         path.display(),

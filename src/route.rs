@@ -55,10 +55,9 @@ mod tests {
         upstream: usize,
     ) -> Route {
         Route {
-            path_prefix: path_prefix.to_string(),
             host: host.map(str::to_string),
             methods: methods.map(|list| list.iter().map(|m| m.to_string()).collect()),
-            upstream,
+            ..Route::with_prefix(path_prefix, upstream)
         }
     }
 
