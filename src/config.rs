@@ -844,7 +844,16 @@ fn parse_with(json: &str, system: &SystemInfo) -> Result<Config, Vec<ConfigError
         system,
     };
     match checker.check_config(&root) {
-        Some(config) if checker.errors.is_empty() => Ok(config),
+        Some(config) if checker.errors.is_empty() => {
+            // Templates, addresses and header rules are parsed where they are used; a file
+            // that passes here builds on every worker.
+            let errors = crate::gateway::check(&config);
+            if errors.is_empty() {
+                Ok(config)
+            } else {
+                Err(errors)
+            }
+        }
         _ => {
             debug_assert!(
                 !checker.errors.is_empty(),

@@ -83,6 +83,19 @@ impl CircuitBreaker {
         self.state
     }
 
+    /// Returns whether `allow` would admit a request at `now`, without counting a trial, so
+    /// that a balancer can skip open breakers while it compares servers.
+    pub fn would_allow(&self, now: Instant) -> bool {
+        let break_over = now.saturating_duration_since(self.since) >= self.params.break_duration;
+        match self.state {
+            BreakerState::Closed => true,
+            BreakerState::Open => break_over,
+            BreakerState::HalfOpen => {
+                break_over || self.trials_admitted < self.params.half_open_requests.max(1)
+            }
+        }
+    }
+
     /// Returns whether a request may go to the server now, counting it as a trial when the
     /// breaker is half-open.
     ///
