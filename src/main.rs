@@ -81,7 +81,7 @@ fn main() -> ExitCode {
     run(config)
 }
 
-/// Why a configuration file could not be used.
+/// Reason a configuration file could not be used.
 enum LoadFailure {
     /// ringway's validation rejected the file, or the file converted from Ocelot.
     Invalid {

@@ -1,8 +1,9 @@
 //! Conversion of an Ocelot `ocelot.json` into a ringway configuration.
 //!
 //! [`convert`] maps every Ocelot setting that ringway can honour to ringway keys and returns a
-//! [`Note`] for every other one: an error where running without it would expose or break
-//! routes, a warning where behaviour changes in a way an operator should know about. Ocelot
+//! [`Note`] for every other one. A note is an error where running without the setting would
+//! expose or break routes, and a warning where behaviour changes in a way an operator should
+//! know about. Ocelot
 //! reads its JSON through .NET configuration binding, which ignores the case of keys, so keys
 //! are matched case-insensitively here too. Key paths in notes use the spelling of the file.
 //!
@@ -37,7 +38,7 @@ pub const OCELOT_BREAK_DURATION_MS: u64 = 5_000;
 /// Status code that Ocelot sends when a client exceeds its rate limit, and ringway as well.
 const RATE_LIMIT_STATUS: u64 = 429;
 
-/// How serious a [`Note`] is.
+/// Severity of a [`Note`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     /// Running the converted file would expose or break routes, so it must not start.
@@ -52,9 +53,9 @@ pub struct Note {
     pub severity: Severity,
     /// Ocelot key path, such as `Routes[2].AuthenticationOptions`.
     pub path: String,
-    /// What ringway does differently.
+    /// Difference in ringway's behaviour.
     pub message: String,
-    /// What to do instead.
+    /// Action to take instead.
     pub instead: String,
 }
 
@@ -92,7 +93,7 @@ impl Conversion {
 
 /// Returns whether `root` looks like an ocelot.json: an object with a `ReRoutes` or
 /// `GlobalConfiguration` key in any letter case, or a `Routes` key whose routes have Ocelot
-/// path templates. ringway's own `routes` key is lower case and holds no such templates.
+/// path templates. ringway's own `routes` key is lower case and contains no such templates.
 pub fn is_ocelot(root: &Value) -> bool {
     let Value::Object(map) = root else {
         return false;
@@ -582,13 +583,12 @@ impl Converter {
         if !case_sensitive {
             route.insert("case_sensitive".to_owned(), json!(false));
         }
-        if let Some(key) = section.string("Key") {
-            if key.len() <= crate::config::MAX_ROUTE_NAME_BYTES
-                && key.bytes().all(|b| (b' '..=b'~').contains(&b))
-                && self.route_names.insert(key.to_owned())
-            {
-                route.insert("name".to_owned(), json!(key));
-            }
+        if let Some(key) = section.string("Key")
+            && key.len() <= crate::config::MAX_ROUTE_NAME_BYTES
+            && key.bytes().all(|b| (b' '..=b'~').contains(&b))
+            && self.route_names.insert(key.to_owned())
+        {
+            route.insert("name".to_owned(), json!(key));
         }
         if let Some(header) = section.string("RequestIdKey") {
             route.insert("request_id_header".to_owned(), json!(header));
@@ -891,6 +891,7 @@ impl Converter {
         if !enabled {
             return;
         }
+
         let seconds = period.and_then(period_seconds);
         let (Some(seconds), Some(limit)) = (seconds, limit.filter(|limit| *limit >= 1.0)) else {
             self.error(
@@ -1154,6 +1155,7 @@ impl Converter {
             self.report_authentication(&auth_path);
             valid = false;
         }
+
         let errors: [(&str, &str, &str); 6] = [
             (
                 "RouteClaimsRequirement",
@@ -1195,6 +1197,7 @@ impl Converter {
                 valid = false;
             }
         }
+
         let path = section.path_of("DelegatingHandlers");
         if let Some(value) = section.get("DelegatingHandlers")
             && !is_empty_value(value)

@@ -37,7 +37,8 @@ fn write_temp(contents: &str) -> PathBuf {
     path
 }
 
-/// An ocelot.json with one catch-all route to `origin`, listening on a free loopback port.
+/// Returns an ocelot.json with one catch-all route to `origin`, listening on a free loopback
+/// port.
 fn catch_all_ocelot(origin: std::net::SocketAddr) -> Value {
     json!({
         "Routes": [{

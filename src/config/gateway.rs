@@ -155,8 +155,8 @@ pub const DEFAULT_FAILURE_RATIO: f64 = 0.5;
 /// Default `circuit_breaker.window_ms`, the period whose requests the ratio counts.
 pub const DEFAULT_BREAKER_WINDOW_MS: u64 = 10_000;
 
-/// Default `circuit_breaker.min_requests`: below 20 requests a window says too little to
-/// open the breaker.
+/// Default `circuit_breaker.min_requests`: a window of fewer than 20 requests is too small a
+/// sample to open the breaker.
 pub const DEFAULT_BREAKER_MIN_REQUESTS: u32 = 20;
 
 /// Allowed `circuit_breaker.min_requests`.
@@ -1368,6 +1368,7 @@ impl Checker<'_> {
             );
             return None;
         };
+
         let name_path = key_path(path, action);
         let name = object
             .get(action)
@@ -1385,6 +1386,7 @@ impl Checker<'_> {
             );
             return None;
         }
+
         let allowed: &[&str] = match action {
             "set" | "add" => &["value"],
             "replace" => &["find", "with"],
