@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -186,6 +186,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "buffers",
     "log",
+    "admin",
+    "access_log",
+    "shutdown",
 ];
 const UPSTREAM_KEYS: &[&str] = &["servers", "max_idle_connections_per_server"];
 const ROUTE_KEYS: &[&str] = &["path_prefix", "host", "methods", "upstream"];
@@ -211,6 +214,18 @@ const LIMIT_KEYS: &[&str] = &[
 const BUFFER_KEYS: &[&str] = &["size_bytes", "per_worker"];
 const LOG_KEYS: &[&str] = &["level"];
 const IO_URING_KEYS: &[&str] = &["entries", "coop_taskrun", "single_issuer", "sqpoll_idle_ms"];
+
+const ADMIN_KEYS: &[&str] = &["listen"];
+const ACCESS_LOG_KEYS: &[&str] = &["enabled", "path", "format"];
+const SHUTDOWN_KEYS: &[&str] = &["grace_ms"];
+
+/// Allowed drain periods on SIGTERM; 0 closes every connection at once.
+pub const GRACE_RANGE_MS: RangeInclusive<u64> = 0..=*TIMEOUT_RANGE_MS.end();
+
+/// Default drain period on SIGTERM: long enough for ordinary requests and short downloads to
+/// finish, and short enough for a rolling restart. Kubernetes waits 30 s
+/// (`terminationGracePeriodSeconds`) before it sends SIGKILL.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 
 /// Allowed io_uring submission queue sizes: monoio's minimum and the kernel's maximum.
 pub const IO_URING_ENTRIES_RANGE: RangeInclusive<u32> = 256..=32_768;
@@ -239,6 +254,10 @@ pub struct Config {
     pub limits: Limits,
     pub buffers: Buffers,
     pub log: Log,
+    /// The admin listener (metrics, health, reload); `None` turns it off.
+    pub admin: Option<Admin>,
+    pub access_log: AccessLog,
+    pub shutdown: Shutdown,
 }
 
 /// Worker threads and their CPU placement.
@@ -468,6 +487,57 @@ impl Default for Log {
     fn default() -> Self {
         Log {
             level: DEFAULT_LOG_LEVEL.to_owned(),
+        }
+    }
+}
+
+/// The admin listener: a plain HTTP/1.1 endpoint for `/metrics`, `/healthz`, `/readyz` and
+/// `/reload`, served by its own thread, off the workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+/// The access log: one line per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    pub enabled: bool,
+    /// Where lines go: `None` is standard output (`"-"` in the file).
+    pub path: Option<PathBuf>,
+    pub format: AccessLogFormat,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            enabled: true,
+            path: None,
+            format: AccessLogFormat::Text,
+        }
+    }
+}
+
+/// The line format of the access log; `config/README.md` describes both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    /// Space-separated fields, in the spirit of nginx's combined format.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of the drain on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// How long requests in flight may run on after the listeners closed.
+    pub grace: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
         }
     }
 }
@@ -939,6 +1009,12 @@ impl Checker<'_> {
         let limits = self.check_limits(top.get("limits"));
         let buffers = self.check_buffers(top.get("buffers"));
         let log = self.check_log(top.get("log"));
+        let admin = match top.get("admin") {
+            Some(value) => self.check_admin(value, listen.as_deref()).map(Some),
+            None => Some(None),
+        };
+        let access_log = self.check_access_log(top.get("access_log"));
+        let shutdown = self.check_shutdown(top.get("shutdown"));
 
         if let (Some(limits), Some(buffers)) = (&limits, &buffers) {
             self.check_limits_fit_buffers(limits, buffers);
@@ -956,6 +1032,9 @@ impl Checker<'_> {
             limits: limits?,
             buffers: buffers?,
             log: log?,
+            admin: admin?,
+            access_log: access_log?,
+            shutdown: shutdown?,
         })
     }
 
@@ -1794,6 +1873,105 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+}
+
+impl Checker<'_> {
+    /// Checks `admin`. Its address may not be one of the proxy's own `listen` addresses,
+    /// because both would then share the port through SO_REUSEPORT.
+    fn check_admin(&mut self, value: &Json, listen: Option<&[SocketAddr]>) -> Option<Admin> {
+        const PATH: &str = "admin";
+        let object = self.object(PATH, value, ADMIN_KEYS)?;
+        let listen_path = key_path(PATH, "listen");
+        let text = self.required(
+            &object,
+            PATH,
+            "listen",
+            "add \"listen\": an address such as \"127.0.0.1:9901\", or remove \"admin\"",
+        )?;
+        let text = self.string(
+            &listen_path,
+            text,
+            "write an address such as \"127.0.0.1:9901\"",
+        )?;
+        let address = self.check_listen_address(&listen_path, text)?;
+        let clash =
+            address.port() != 0 && listen.is_some_and(|addresses| addresses.contains(&address));
+        if clash {
+            self.report(
+                &listen_path,
+                format!("address {} is also in \"listen\"", quote(text)),
+                "give the admin listener an address of its own, such as 127.0.0.1:9901",
+            );
+            return None;
+        }
+        Some(Admin { listen: address })
+    }
+
+    fn check_access_log(&mut self, value: Option<&Json>) -> Option<AccessLog> {
+        const PATH: &str = "access_log";
+        let defaults = AccessLog::default();
+        let Some(value) = value else {
+            return Some(defaults);
+        };
+        let object = self.object(PATH, value, ACCESS_LOG_KEYS)?;
+        let enabled = match object.get("enabled") {
+            Some(value) => self.boolean(&key_path(PATH, "enabled"), value),
+            None => Some(defaults.enabled),
+        };
+        let path = match object.get("path") {
+            Some(value) => {
+                let path = key_path(PATH, "path");
+                let fix = "write \"-\" for standard output or a file path such as \"/var/log/ringway/access.log\"";
+                match self.string(&path, value, fix) {
+                    Some("-") => Some(None),
+                    Some("") => {
+                        self.report(&path, "the path is empty", fix);
+                        None
+                    }
+                    Some(text) => Some(Some(PathBuf::from(text))),
+                    None => None,
+                }
+            }
+            None => Some(defaults.path),
+        };
+        let format = match object.get("format") {
+            Some(value) => {
+                let path = key_path(PATH, "format");
+                let fix = "use \"text\" or \"json\"";
+                match self.string(&path, value, fix) {
+                    Some("text") => Some(AccessLogFormat::Text),
+                    Some("json") => Some(AccessLogFormat::Json),
+                    Some(other) => {
+                        self.report(&path, format!("unknown format {}", quote(other)), fix);
+                        None
+                    }
+                    None => None,
+                }
+            }
+            None => Some(defaults.format),
+        };
+        Some(AccessLog {
+            enabled: enabled?,
+            path: path?,
+            format: format?,
+        })
+    }
+
+    fn check_shutdown(&mut self, value: Option<&Json>) -> Option<Shutdown> {
+        const PATH: &str = "shutdown";
+        let defaults = Shutdown::default();
+        let Some(value) = value else {
+            return Some(defaults);
+        };
+        let object = self.object(PATH, value, SHUTDOWN_KEYS)?;
+        let grace = match object.get("grace_ms") {
+            Some(value) => self
+                .integer_u64(&key_path(PATH, "grace_ms"), value, &GRACE_RANGE_MS)
+                .map(Duration::from_millis),
+            None => Some(defaults.grace),
+        };
+        Some(Shutdown { grace: grace? })
     }
 }
 

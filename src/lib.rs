@@ -6,11 +6,16 @@
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod access_log;
+pub mod admin;
 pub mod buffer;
 pub mod config;
+pub mod control;
 pub mod error;
+pub mod generation;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod relay;
 pub mod route;

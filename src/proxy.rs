@@ -13,27 +13,32 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use crate::access_log::{self, AccessLog};
 use crate::buffer::{BufferPool, PoolBuf};
 use crate::config::Config;
 use crate::error::{Kind, ProxyError, Side, shown};
+use crate::generation::Generation;
 use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
 use crate::http::forward::{self, ClientFraming, RequestContext};
 use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
 use crate::logging::RateLimitedLog;
+use crate::metrics::{self, WorkerMetrics};
 use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
 use crate::route::find_route;
-use crate::sys::{PeerState, Pipe, StreamWatcher, peek_peer, split_stream};
+use crate::sys::{PeerState, Pipe, StreamWatcher, peek_peer, shutdown_socket, split_stream};
 use crate::upstream::{self, UpstreamConnection, Upstreams};
+use crate::worker::DriverKind;
 
 /// How long ringway keeps reading (and discarding) a client's unread request body after an error
 /// response before it closes the connection. Closing a socket with unread input makes the kernel
@@ -61,9 +66,10 @@ pub const MAX_IDLE_PIPES: usize = 16;
 pub const TEST_PANIC_PATH_ENV: &str = "RINGWAY_TEST_PANIC_PATH";
 
 /// The state one worker shares between its connections. Nothing here is shared across
-/// threads except the read-only configuration.
+/// threads except the read-only configurations.
 pub struct WorkerContext {
     pub id: usize,
+    pub driver: DriverKind,
     /// A request path that makes its connection panic, set from `TEST_PANIC_PATH_ENV` at start.
     /// Tests use it to prove that a panic ends only its own connection.
     pub panic_path: Option<Vec<u8>>,
@@ -72,10 +78,23 @@ pub struct WorkerContext {
     /// blocking mode, where a splice(2) from a quiet upstream would block the whole worker, so
     /// io_uring workers copy.
     pub splice: bool,
+    /// The configuration the worker started with. Only settings that need a restart to change
+    /// (buffers, relay, listeners) are read from it; requests read `generation`.
     pub config: Arc<Config>,
+    /// The current configuration generation; a reload replaces it.
+    pub generation: RefCell<Rc<Generation>>,
     pub pool: BufferPool,
     pub upstreams: RefCell<Upstreams>,
+    pub metrics: WorkerMetrics,
+    /// `None` when the access log is off.
+    pub access_log: Option<AccessLog>,
+    /// Open client connections.
     pub connections: Cell<usize>,
+    pub clients: ClientRegistry,
+    /// Set once the worker drains: connections close after their current response.
+    pub draining: Cell<bool>,
+    /// Descriptors of the worker's listeners, shut down when it drains.
+    pub listener_fds: RefCell<Vec<RawFd>>,
     /// Rate limit for the warning that the buffer pool is exhausted.
     pub pool_log: RefCell<RateLimitedLog>,
     /// Rate limit for the log lines about requests rejected as the client's fault.
@@ -84,29 +103,34 @@ pub struct WorkerContext {
     pub pipes: RefCell<Vec<Pipe>>,
 }
 
+fn request_limits(config: &Config) -> HeadLimits {
+    let limits = &config.limits;
+    HeadLimits {
+        max_head_bytes: limits.max_request_head_bytes,
+        max_header_count: limits.max_header_count,
+    }
+}
+
+fn response_limits(config: &Config) -> HeadLimits {
+    let limits = &config.limits;
+    HeadLimits {
+        max_head_bytes: limits.max_response_head_bytes,
+        max_header_count: limits.max_header_count,
+    }
+}
+
+fn chunked_limits(config: &Config) -> ChunkedLimits {
+    let limits = &config.limits;
+    ChunkedLimits {
+        max_extension_bytes: limits.max_chunk_extension_bytes,
+        max_trailer_bytes: limits.max_trailer_bytes,
+    }
+}
+
 impl WorkerContext {
-    fn request_limits(&self) -> HeadLimits {
-        let limits = &self.config.limits;
-        HeadLimits {
-            max_head_bytes: limits.max_request_head_bytes,
-            max_header_count: limits.max_header_count,
-        }
-    }
-
-    fn response_limits(&self) -> HeadLimits {
-        let limits = &self.config.limits;
-        HeadLimits {
-            max_head_bytes: limits.max_response_head_bytes,
-            max_header_count: limits.max_header_count,
-        }
-    }
-
-    fn chunked_limits(&self) -> ChunkedLimits {
-        let limits = &self.config.limits;
-        ChunkedLimits {
-            max_extension_bytes: limits.max_chunk_extension_bytes,
-            max_trailer_bytes: limits.max_trailer_bytes,
-        }
+    /// Returns the current configuration generation.
+    pub fn current_generation(&self) -> Rc<Generation> {
+        self.generation.borrow().clone()
     }
 
     /// Takes an idle pipe or creates one; `None` when the system has no descriptors to spare,
@@ -130,14 +154,89 @@ impl WorkerContext {
             pipes.push(pipe);
         }
     }
+}
 
-    fn source_for(&self, kind: BodyKind) -> Source {
-        match kind {
-            BodyKind::None => Source::Length(LengthDecoder::new(0)),
-            BodyKind::Length(length) => Source::Length(LengthDecoder::new(length)),
-            BodyKind::Chunked => Source::Chunked(ChunkedDecoder::new(self.chunked_limits())),
-            BodyKind::CloseDelimited => Source::Close,
+fn source_for(kind: BodyKind, config: &Config) -> Source {
+    match kind {
+        BodyKind::None => Source::Length(LengthDecoder::new(0)),
+        BodyKind::Length(length) => Source::Length(LengthDecoder::new(length)),
+        BodyKind::Chunked => Source::Chunked(ChunkedDecoder::new(chunked_limits(config))),
+        BodyKind::CloseDelimited => Source::Close,
+    }
+}
+
+/// The worker's client connections, so that a drain can close the idle ones at once. Slots
+/// are reused, so a warm worker registers connections without allocating.
+#[derive(Default)]
+pub struct ClientRegistry {
+    slots: RefCell<Vec<Option<ClientSlot>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+#[derive(Clone, Copy)]
+struct ClientSlot {
+    fd: RawFd,
+    /// Waiting for the first byte of its next request.
+    idle: bool,
+}
+
+impl ClientRegistry {
+    fn register(&self, fd: RawFd) -> usize {
+        let slot = Some(ClientSlot { fd, idle: false });
+        let mut slots = self.slots.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(index) => {
+                slots[index] = slot;
+                index
+            }
+            None => {
+                slots.push(slot);
+                slots.len() - 1
+            }
         }
+    }
+
+    fn unregister(&self, index: usize) {
+        self.slots.borrow_mut()[index] = None;
+        self.free.borrow_mut().push(index);
+    }
+
+    fn set_idle(&self, index: usize, idle: bool) {
+        if let Some(slot) = self.slots.borrow_mut()[index].as_mut() {
+            slot.idle = idle;
+        }
+    }
+
+    /// Returns the number of connections waiting for their next request.
+    pub fn idle_count(&self) -> usize {
+        self.slots
+            .borrow()
+            .iter()
+            .flatten()
+            .filter(|slot| slot.idle)
+            .count()
+    }
+
+    /// Shuts down every idle connection, which ends its pending read, and returns how many.
+    ///
+    /// NOTE: a request whose first bytes arrived in the same event-loop turn still counts as
+    /// idle here, so it is cut; the client sees the connection close without a response, as
+    /// with any server that closes idle keep-alive connections.
+    pub fn close_idle(&self) -> usize {
+        let mut closed = 0;
+        for slot in self
+            .slots
+            .borrow()
+            .iter()
+            .flatten()
+            .filter(|slot| slot.idle)
+        {
+            // The connection task still owns the descriptor; shutdown does not close it.
+            if shutdown_socket(slot.fd).is_ok() {
+                closed += 1;
+            }
+        }
+        closed
     }
 }
 
@@ -150,7 +249,12 @@ struct Buffers {
 /// Serves one client connection until it closes, fails, or idles out.
 pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let registry_slot = ctx.clients.register(stream.as_raw_fd());
     let mut client = Client {
+        generation: ctx.current_generation(),
+        registry_slot,
+        record: RequestRecord::default(),
+        request_line: Vec::new(),
         ctx,
         peer,
         stream: Some(stream),
@@ -169,6 +273,16 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
 
 struct Client {
     ctx: Rc<WorkerContext>,
+    /// The generation of the request in progress; between requests, of the last one.
+    generation: Rc<Generation>,
+    /// This connection's entry in `WorkerContext::clients`.
+    registry_slot: usize,
+    /// What metrics and the access log record about the request in progress.
+    record: RequestRecord,
+    /// Method, a space and target of the request in progress, copied for the access log
+    /// because the inbound buffer may go back to the pool before the response ends. Kept for
+    /// the connection's life, so it stops allocating once it fits the longest target.
+    request_line: Vec<u8>,
     peer: SocketAddr,
     /// The connection, whole between requests (split into halves during an exchange).
     stream: Option<TcpStream>,
@@ -186,6 +300,34 @@ struct Client {
     served: u64,
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.ctx.clients.unregister(self.registry_slot);
+    }
+}
+
+/// What one request did, for metrics and the access log.
+#[derive(Default)]
+struct RequestRecord {
+    /// When the request head was complete.
+    started: Option<Instant>,
+    wall_time: Option<SystemTime>,
+    /// Length of the method in `Client::request_line`.
+    method_len: usize,
+    route: Option<usize>,
+    /// The final status sent to the client; 0 for none.
+    status: u16,
+    bytes_sent: u64,
+    bytes_received: u64,
+    upstream: Option<SocketAddr>,
+    /// Index of the upstream group in the request's generation.
+    upstream_group: Option<usize>,
+    /// When the current upstream attempt started.
+    upstream_started: Option<Instant>,
+    /// From the start of the upstream attempt to the final response head.
+    upstream_duration: Option<Duration>,
+}
+
 /// The connection loop's next step after an exchange.
 enum Next {
     /// Both sides are clean: read the next request.
@@ -196,20 +338,101 @@ enum Next {
 impl Client {
     async fn run(&mut self) {
         loop {
+            // A draining worker lets each connection finish its current response, then closes it.
+            if self.ctx.draining.get() {
+                return;
+            }
+            self.generation = self.ctx.current_generation();
             match self.read_request_head().await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(err) => {
+                    self.begin_request(false);
                     self.respond_error(&err, None).await;
+                    if err.status().is_some() {
+                        self.finish_request();
+                    }
                     return;
                 }
             }
             self.served += 1;
-            match self.handle_request().await {
+            self.begin_request(true);
+            let next = self.handle_request().await;
+            self.finish_request();
+            match next {
                 Next::KeepAlive => {}
                 Next::Close => return,
             }
         }
+    }
+
+    /// Starts the record of a request whose head is complete (`parsed`) or failed, and takes
+    /// the current generation for it.
+    fn begin_request(&mut self, parsed: bool) {
+        self.generation = self.ctx.current_generation();
+        self.record = RequestRecord {
+            started: Some(Instant::now()),
+            ..RequestRecord::default()
+        };
+        self.request_line.clear();
+        if self.ctx.access_log.is_none() {
+            return;
+        }
+        self.record.wall_time = Some(SystemTime::now());
+        let (Some(buffers), true) = (self.buffers.as_ref(), parsed) else {
+            return;
+        };
+        let buf = &buffers.inbound[..];
+        let method = self.request.method(buf);
+        self.record.method_len = method.len();
+        self.request_line.extend_from_slice(method);
+        self.request_line.push(b' ');
+        self.request_line
+            .extend_from_slice(self.request.target.of(buf));
+    }
+
+    /// Counts the finished request and writes its access log line.
+    fn finish_request(&mut self) {
+        let record = &self.record;
+        let Some(started) = record.started else {
+            return;
+        };
+        let duration = started.elapsed();
+        let metrics = &self.ctx.metrics;
+        let generation = &self.generation;
+        let route_metrics = record
+            .route
+            .and_then(|route| generation.route_metrics.get(route).copied());
+        metrics.count_request(route_metrics, record.status, duration);
+        metrics::add(&metrics.bytes_received, record.bytes_received);
+        metrics::add(&metrics.bytes_sent, record.bytes_sent);
+        let Some(log) = &self.ctx.access_log else {
+            return;
+        };
+        let (method, target) = match self.request_line.split_at_checked(record.method_len) {
+            Some((method, rest)) if !method.is_empty() => (method, rest.get(1..).unwrap_or(b"")),
+            _ => (&b"-"[..], &b"-"[..]),
+        };
+        let route = record
+            .route
+            .and_then(|route| generation.route_names.get(route))
+            .map_or("", String::as_str);
+        let entry = access_log::Entry {
+            client: self.peer,
+            time: record.wall_time.unwrap_or_else(SystemTime::now),
+            method,
+            target,
+            minor_version: self.request.minor_version,
+            status: record.status,
+            bytes_sent: record.bytes_sent,
+            bytes_received: record.bytes_received,
+            duration,
+            upstream: record.upstream,
+            upstream_duration: record.upstream_duration,
+            request_id: b"",
+            route,
+        };
+        log.write(&entry, metrics);
     }
 
     fn has_pending_bytes(&self) -> bool {
@@ -221,8 +444,8 @@ impl Client {
     /// Reads the next request head into `inbound`. Returns `Ok(false)` when the client closed or
     /// went quiet between requests, which ends the connection without a response.
     async fn read_request_head(&mut self) -> Result<bool, ProxyError> {
-        let ctx = self.ctx.clone();
-        let timeouts = &ctx.config.timeouts;
+        let generation = self.generation.clone();
+        let timeouts = &generation.config.timeouts;
         self.is_head = false;
         let deadline = if self.has_pending_bytes() {
             // Pipelined bytes of the next request: move them to the front of `inbound`.
@@ -241,7 +464,7 @@ impl Client {
             self.take_buffers().await;
             deadline
         };
-        let limits = self.ctx.request_limits();
+        let limits = request_limits(&generation.config);
         let (Some(stream), Some(buffers)) = (self.stream.as_mut(), self.buffers.as_mut()) else {
             return Ok(false);
         };
@@ -294,8 +517,8 @@ impl Client {
     /// An idle connection holds no pooled buffer: the read into the idle buffer costs no extra
     /// system call, and a slow client trickling its head in does not tie up the pool.
     async fn read_head_start(&mut self) -> Result<Option<Instant>, ProxyError> {
-        let ctx = self.ctx.clone();
-        let timeouts = &ctx.config.timeouts;
+        let generation = self.generation.clone();
+        let timeouts = &generation.config.timeouts;
         self.buffers = None;
         let Some(stream) = self.stream.as_mut() else {
             return Ok(None);
@@ -306,7 +529,10 @@ impl Client {
             timeouts.client_idle
         };
         let idle_buf = std::mem::take(&mut self.idle_buf);
-        let mut idle_buf = match monoio::time::timeout(wait, stream.read(idle_buf)).await {
+        self.ctx.clients.set_idle(self.registry_slot, true);
+        let read = monoio::time::timeout(wait, stream.read(idle_buf)).await;
+        self.ctx.clients.set_idle(self.registry_slot, false);
+        let mut idle_buf = match read {
             Ok((Ok(n), idle_buf)) if n > 0 => idle_buf,
             _ => return Ok(None),
         };
@@ -373,7 +599,9 @@ impl Client {
         };
         let buf = &buffers.inbound[..];
         let request = &self.request;
-        let config = &self.ctx.config;
+        self.record.bytes_received = request.head_len as u64;
+        let generation = self.generation.clone();
+        let config = &generation.config;
         // An absolute-form target with no path means "/" (RFC 9110 section 4.2.3), and "OPTIONS *"
         // concerns the server as a whole, so both match routes as "/".
         let path = match request.path.of(buf) {
@@ -401,6 +629,7 @@ impl Client {
             self.respond_error(&err, None).await;
             return Next::Close;
         };
+        self.record.route = Some(route);
         if let Some(BodyKind::Length(length)) = request.body {
             let max = config.limits.max_request_body_bytes;
             if length > max {
@@ -421,12 +650,16 @@ impl Client {
     /// Sends the request to an upstream of `group` and relays the response.
     async fn exchange(&mut self, group: usize) -> Next {
         let ctx = self.ctx.clone();
-        let config = &ctx.config;
+        let generation = self.generation.clone();
+        let config = &generation.config;
         let (Some(mut buffers), Some(stream)) = (self.buffers.take(), self.stream.take()) else {
             return Next::Close;
         };
-        let server_id = ctx.upstreams.borrow_mut().pick(group);
+        let server_id = generation.pick(group);
         let server = &config.upstreams[group].servers[server_id.server];
+        self.record.upstream = Some(server.addr);
+        self.record.upstream_group = Some(group);
+        let upstream_metrics = generation.upstream_metrics[group];
         let request_body = self.request.body.unwrap_or(BodyKind::None);
         let bodiless = matches!(request_body, BodyKind::None | BodyKind::Length(0));
         let retry_allowed = bodiless && self.request.is_idempotent(&buffers.inbound);
@@ -456,6 +689,7 @@ impl Client {
         loop {
             attempt += 1;
             let fresh_only = attempt > 1;
+            self.record.upstream_started = Some(Instant::now());
             let connection = match self.connect(server_id, server.addr, fresh_only).await {
                 Ok(connection) => connection,
                 Err(err) => {
@@ -465,6 +699,16 @@ impl Client {
                     return Next::Close;
                 }
             };
+            ctx.metrics.with_upstream(upstream_metrics, |counters| {
+                let counter = if connection.reused {
+                    &counters.pool_hits
+                } else {
+                    &counters.pool_misses
+                };
+                metrics::add(counter, 1);
+            });
+            let active = &ctx.metrics.upstream_connections_active;
+            active.set(active.get() + 1);
             let outcome = self
                 .run_exchange(
                     connection,
@@ -474,6 +718,7 @@ impl Client {
                     request_head_len,
                 )
                 .await;
+            active.set(active.get() - 1);
             match outcome {
                 Exchanged::Done(next) => return next,
                 Exchanged::RetryFresh {
@@ -525,11 +770,11 @@ impl Client {
         fresh_only: bool,
     ) -> Result<UpstreamConnection, ProxyError> {
         if !fresh_only {
-            if let Some(connection) = self.ctx.upstreams.borrow_mut().take_idle(server) {
+            if let Some(connection) = self.ctx.upstreams.borrow_mut().take_idle(server, addr) {
                 return Ok(connection);
             }
         }
-        upstream::connect(addr, server, self.ctx.config.timeouts.connect).await
+        upstream::connect(addr, server, self.generation.config.timeouts.connect).await
     }
 
     /// Runs one attempt at an exchange on one upstream connection.
@@ -542,7 +787,9 @@ impl Client {
         request_head_len: usize,
     ) -> Exchanged {
         let ctx = self.ctx.clone();
-        let timeouts = &ctx.config.timeouts;
+        let generation = self.generation.clone();
+        let config = &generation.config;
+        let timeouts = &config.timeouts;
         let Buffers {
             inbound,
             upstream: upstream_buf,
@@ -604,7 +851,7 @@ impl Client {
         let request_was_head = self.request.is_head(&inbound);
         let client_minor = self.request.minor_version;
         let client_keep_alive = self.request.keep_alive;
-        let body_source = ctx.source_for(self.request.body.unwrap_or(BodyKind::None));
+        let body_source = source_for(self.request.body.unwrap_or(BodyKind::None), config);
         let body_sink = if matches!(self.request.body, Some(BodyKind::Chunked)) {
             Sink::Chunked
         } else {
@@ -619,10 +866,10 @@ impl Client {
         let request_params = RelayParams {
             read_timeout: timeouts.client_body_read,
             write_timeout: timeouts.upstream_read,
-            max_bytes: ctx.config.limits.max_request_body_bytes,
+            max_bytes: config.limits.max_request_body_bytes,
         };
         let head_params = HeadReadParams {
-            limits: ctx.response_limits(),
+            limits: response_limits(config),
             request_was_head,
             client_minor,
             write_timeout: timeouts.client_write,
@@ -666,9 +913,9 @@ impl Client {
                 };
                 match (early, &request_result) {
                     (Some(head), _) => head.map_err(HeadEnd::Failed),
-                    (None, Some(Err(failure))) if request_failure_is_clients(failure) => {
-                        Err(HeadEnd::RequestFailed(request_failure_error(failure, &ctx)))
-                    }
+                    (None, Some(Err(failure))) if request_failure_is_clients(failure) => Err(
+                        HeadEnd::RequestFailed(request_failure_error(failure, config)),
+                    ),
                     (None, _) => {
                         // The request is sent: while the upstream works on it, a client that
                         // closes ends the exchange at once instead of at the head timeout.
@@ -702,6 +949,7 @@ impl Client {
                     request_result,
                 },
                 Ok((upstream_buf, body_start)) => {
+                    self.record_upstream_head();
                     // From here on nothing retries the request, so a drained inbound buffer can
                     // go back to the pool while the response streams (to a slow reader, maybe).
                     release_drained(&mut request_result);
@@ -719,7 +967,8 @@ impl Client {
                     // and the head must announce that because it goes out first.
                     let close_client = !client_keep_alive
                         || client_framing == ClientFraming::Close
-                        || !request_complete;
+                        || !request_complete
+                        || ctx.draining.get();
                     forward::write_response_head(
                         &mut self.head_out,
                         &upstream_buf[..body_start],
@@ -736,6 +985,8 @@ impl Client {
                     .await;
                     match written {
                         Ok((Ok(_), head_bytes)) => {
+                            self.record.status = self.response.status;
+                            self.record.bytes_sent += head_bytes.len() as u64;
                             self.head_out = head_bytes;
                             let response_sink = if client_framing == ClientFraming::Chunked {
                                 Sink::Chunked
@@ -747,7 +998,7 @@ impl Client {
                                 write_timeout: timeouts.client_write,
                                 max_bytes: u64::MAX,
                             };
-                            let response_source = ctx.source_for(response_body);
+                            let response_source = source_for(response_body, config);
                             let splice = ctx.splice
                                 && response_sink == Sink::Raw
                                 && matches!(response_source, Source::Length(_) | Source::Close);
@@ -855,8 +1106,10 @@ impl Client {
             }
             DuplexEnd::Responded {
                 response_result: Err(failure),
+                request_result,
                 ..
             } => {
+                self.count_request_body(&request_result);
                 self.log_response_failure(&failure, upstream_addr);
                 Exchanged::Done(Next::Close)
             }
@@ -865,6 +1118,8 @@ impl Client {
                 request_result,
                 close_client,
             } => {
+                self.count_request_body(&request_result);
+                self.record.bytes_sent += relayed.bytes;
                 let request_relayed = match request_result {
                     Some(Ok(relayed)) => Some(relayed),
                     _ => None,
@@ -875,11 +1130,14 @@ impl Client {
                     && request_relayed.is_some()
                     && relayed.pos == relayed.buf.len();
                 if upstream_clean {
-                    ctx.upstreams.borrow_mut().put_idle(UpstreamConnection {
+                    let connection = UpstreamConnection {
                         stream: upstream_stream,
                         server: server_id,
                         reused: true,
-                    });
+                    };
+                    ctx.upstreams
+                        .borrow_mut()
+                        .put_idle(connection, upstream_addr);
                 }
                 match request_relayed {
                     Some(request) if !close_client => {
@@ -896,6 +1154,28 @@ impl Client {
                     _ => Exchanged::Done(Next::Close),
                 }
             }
+        }
+    }
+
+    /// Records when the final response head arrived, for the access log and the upstream
+    /// latency histogram.
+    fn record_upstream_head(&mut self) {
+        let Some(started) = self.record.upstream_started else {
+            return;
+        };
+        let elapsed = started.elapsed();
+        self.record.upstream_duration = Some(elapsed);
+        if let Some(group) = self.record.upstream_group {
+            let index = self.generation.upstream_metrics[group];
+            self.ctx
+                .metrics
+                .with_upstream(index, |counters| counters.response_latency.observe(elapsed));
+        }
+    }
+
+    fn count_request_body(&mut self, request_result: &Option<Result<Relayed, RelayFailure>>) {
+        if let Some(Ok(relayed)) = request_result {
+            self.record.bytes_received += relayed.bytes;
         }
     }
 
@@ -955,10 +1235,12 @@ impl Client {
             self.is_head,
         );
         let response = std::mem::take(&mut self.head_out);
-        let write_timeout = self.ctx.config.timeouts.client_write;
+        let write_timeout = self.generation.config.timeouts.client_write;
         if let Ok((Ok(_), response)) =
             monoio::time::timeout(write_timeout, stream.write_all(response)).await
         {
+            self.record.status = status;
+            self.record.bytes_sent += response.len() as u64;
             self.head_out = response;
             linger(
                 &mut stream,
@@ -1089,8 +1371,8 @@ fn request_failure_is_clients(failure: &RelayFailure) -> bool {
     )
 }
 
-fn request_failure_error(failure: &RelayFailure, ctx: &WorkerContext) -> ProxyError {
-    let timeouts = &ctx.config.timeouts;
+fn request_failure_error(failure: &RelayFailure, config: &Config) -> ProxyError {
+    let timeouts = &config.timeouts;
     match failure {
         RelayFailure::SourceClosed => ProxyError::new(
             Kind::ClientClosed,
@@ -1114,7 +1396,7 @@ fn request_failure_error(failure: &RelayFailure, ctx: &WorkerContext) -> ProxyEr
             Kind::BodyTooLarge,
             format!(
                 "request body larger than {} bytes; send less or raise limits.max_request_body_bytes",
-                ctx.config.limits.max_request_body_bytes
+                config.limits.max_request_body_bytes
             ),
         ),
         RelayFailure::SinkError(err) => ProxyError::new(
