@@ -188,11 +188,11 @@ fn run(config: config::Config, path: PathBuf) -> ExitCode {
         controls,
         driver.name(),
     )));
-    if let Some(listener) = admin_listener {
-        if let Err(err) = admin::start(listener, Arc::clone(&controller)) {
-            error!("starting the admin thread failed: {err}");
-            return ExitCode::FAILURE;
-        }
+    if let Some(listener) = admin_listener
+        && let Err(err) = admin::start(listener, Arc::clone(&controller))
+    {
+        error!("starting the admin thread failed: {err}");
+        return ExitCode::FAILURE;
     }
     loop {
         match sys::wait_for_signal() {

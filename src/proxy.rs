@@ -349,9 +349,6 @@ impl Client {
                 Err(err) => {
                     self.begin_request(false);
                     self.respond_error(&err, None).await;
-                    if err.status().is_some() {
-                        self.finish_request();
-                    }
                     return;
                 }
             }
@@ -391,12 +388,12 @@ impl Client {
             .extend_from_slice(self.request.target.of(buf));
     }
 
-    /// Counts the finished request and writes its access log line.
+    /// Counts the finished request and writes its access log line, once per request.
     fn finish_request(&mut self) {
-        let record = &self.record;
-        let Some(started) = record.started else {
+        let Some(started) = self.record.started.take() else {
             return;
         };
+        let record = &self.record;
         let duration = started.elapsed();
         let metrics = &self.ctx.metrics;
         let generation = &self.generation;
@@ -1242,6 +1239,8 @@ impl Client {
             self.record.status = status;
             self.record.bytes_sent += response.len() as u64;
             self.head_out = response;
+            // The response is complete: lingering is the connection's business, not the request's.
+            self.finish_request();
             linger(
                 &mut stream,
                 self.buffers.take().map(|buffers| buffers.inbound),
