@@ -3132,4 +3132,107 @@ mod tests {
         let config = parse_ok(&readme[start..start + length]);
         assert!(config.routes.len() > 1);
     }
+
+    #[test]
+    fn operations_keys_default() {
+        let config = parse_ok(MINIMAL);
+        assert_eq!(config.admin, None);
+        assert_eq!(config.access_log, AccessLog::default());
+        assert!(config.access_log.enabled);
+        assert_eq!(config.access_log.path, None);
+        assert_eq!(
+            config.shutdown.grace,
+            Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS)
+        );
+    }
+
+    #[test]
+    fn operations_keys_parse() {
+        let config = parse_ok(&minimal_with(&[
+            ("/admin", json!({"listen": "127.0.0.1:9901"})),
+            (
+                "/access_log",
+                json!({"enabled": false, "path": "/var/log/a.log", "format": "json"}),
+            ),
+            ("/shutdown", json!({"grace_ms": 0})),
+        ]));
+        assert_eq!(
+            config.admin,
+            Some(Admin {
+                listen: loopback(9901)
+            })
+        );
+        assert!(!config.access_log.enabled);
+        assert_eq!(
+            config.access_log.path,
+            Some(PathBuf::from("/var/log/a.log"))
+        );
+        assert_eq!(config.access_log.format, AccessLogFormat::Json);
+        assert_eq!(config.shutdown.grace, Duration::ZERO);
+        let stdout = parse_ok(&minimal_with(&[("/access_log", json!({"path": "-"}))]));
+        assert_eq!(stdout.access_log.path, None);
+    }
+
+    #[test]
+    fn operations_keys_errors() {
+        let cases = [
+            ("/admin", json!({}), "admin.listen", "missing"),
+            (
+                "/admin",
+                json!({"listen": "localhost:1"}),
+                "admin.listen",
+                "localhost:1",
+            ),
+            (
+                "/admin",
+                json!({"listen": "127.0.0.1:8080"}),
+                "admin.listen",
+                "also in",
+            ),
+            (
+                "/admin",
+                json!({"listen": "127.0.0.1:1", "port": 2}),
+                "admin.port",
+                "port",
+            ),
+            (
+                "/access_log",
+                json!({"enabled": "yes"}),
+                "access_log.enabled",
+                "yes",
+            ),
+            (
+                "/access_log",
+                json!({"path": ""}),
+                "access_log.path",
+                "empty",
+            ),
+            ("/access_log", json!({"path": 1}), "access_log.path", "1"),
+            (
+                "/access_log",
+                json!({"format": "xml"}),
+                "access_log.format",
+                "xml",
+            ),
+            (
+                "/shutdown",
+                json!({"grace_ms": -1}),
+                "shutdown.grace_ms",
+                "-1",
+            ),
+            ("/shutdown", json!({"grace": 1}), "shutdown.grace", "grace"),
+        ];
+        for (pointer, value, path, named) in cases {
+            assert_single_error(&minimal_with(&[(pointer, value)]), path, named);
+        }
+    }
+
+    #[test]
+    fn admin_port_zero_may_repeat_listen() {
+        let config = parse_ok(&minimal_with(&[
+            ("/listen", json!("127.0.0.1:0")),
+            ("/admin", json!({"listen": "127.0.0.1:0"})),
+        ]));
+        assert_eq!(config.admin.unwrap().listen.port(), 0);
+    }
 }

@@ -99,6 +99,8 @@ pub struct WorkerContext {
     pub pool_log: RefCell<RateLimitedLog>,
     /// Rate limit for the log lines about requests rejected as the client's fault.
     pub client_error_log: RefCell<RateLimitedLog>,
+    /// Rate limit for the log lines about failed upstream exchanges.
+    pub upstream_error_log: RefCell<RateLimitedLog>,
     /// Empty pipes kept for splice relays (`relay: "splice"`), at most `MAX_IDLE_PIPES`.
     pub pipes: RefCell<Vec<Pipe>>,
 }
@@ -410,10 +412,7 @@ impl Client {
             Some((method, rest)) if !method.is_empty() => (method, rest.get(1..).unwrap_or(b"")),
             _ => (&b"-"[..], &b"-"[..]),
         };
-        let route = record
-            .route
-            .and_then(|route| generation.route_names.get(route))
-            .map_or("", String::as_str);
+        let route = self.route_name();
         let entry = access_log::Entry {
             client: self.peer,
             time: record.wall_time.unwrap_or_else(SystemTime::now),
@@ -1176,26 +1175,49 @@ impl Client {
         }
     }
 
+    /// Returns the name of the request's route, empty before routing or when none matched.
+    fn route_name(&self) -> &str {
+        self.record
+            .route
+            .and_then(|route| self.generation.route_names.get(route))
+            .map_or("", String::as_str)
+    }
+
+    /// Logs why a response body ended early. Upstream failures share the worker's rate limit
+    /// for upstream errors.
     fn log_response_failure(&self, failure: &RelayFailure, upstream_addr: SocketAddr) {
         let status = self.response.status;
+        let (client, route) = (self.peer, self.route_name());
+        let upstream_failure = !matches!(
+            failure,
+            RelayFailure::SinkError(_) | RelayFailure::SinkTimeout | RelayFailure::TooLarge
+        );
+        let suppressed = if upstream_failure {
+            match self.ctx.upstream_error_log.borrow_mut().allow() {
+                Some(suppressed) => suppressed,
+                None => return,
+            }
+        } else {
+            0
+        };
         match failure {
             RelayFailure::SinkError(err) => {
-                debug!(client = %self.peer, upstream = %upstream_addr, error = %err, "client closed during the response body; closing the upstream connection");
+                debug!(client = %client, route, upstream = %upstream_addr, error = %err, "client closed during the response body; closing the upstream connection");
             }
             RelayFailure::SinkTimeout => {
-                info!(client = %self.peer, upstream = %upstream_addr, "client stopped reading the response body; closing both connections");
+                info!(client = %client, route, upstream = %upstream_addr, "client stopped reading the response body; closing both connections");
             }
             RelayFailure::SourceClosed => {
-                warn!(client = %self.peer, upstream = %upstream_addr, status, "upstream closed before the end of the response body; the client connection is closed so the body is not taken as complete");
+                warn!(client = %client, route, upstream = %upstream_addr, status, suppressed, "upstream closed before the end of the response body; the client connection is closed so the body is not taken as complete");
             }
             RelayFailure::SourceError(err) => {
-                warn!(client = %self.peer, upstream = %upstream_addr, status, error = %err, "reading the response body failed; closing the client connection");
+                warn!(client = %client, route, upstream = %upstream_addr, status, suppressed, error = %err, "reading the response body failed; closing the client connection");
             }
             RelayFailure::SourceTimeout => {
-                warn!(client = %self.peer, upstream = %upstream_addr, status, "upstream sent no body bytes within timeouts.upstream_read_ms; closing both connections");
+                warn!(client = %client, route, upstream = %upstream_addr, status, suppressed, "upstream sent no body bytes within timeouts.upstream_read_ms; closing both connections");
             }
             RelayFailure::SourceInvalid(err) => {
-                warn!(client = %self.peer, upstream = %upstream_addr, status, error = %err, "invalid chunked response body; closing both connections");
+                warn!(client = %client, route, upstream = %upstream_addr, status, suppressed, error = %err, "invalid chunked response body; closing both connections");
             }
             RelayFailure::TooLarge => {}
         }
@@ -1216,7 +1238,7 @@ impl Client {
     /// Turns an error into the client's response and a log line: the one place that does so. The response
     /// always closes the connection, since the request may not have been read to its end.
     async fn respond_error(&mut self, err: &ProxyError, upstream: Option<SocketAddr>) {
-        log_error(&self.ctx, self.peer, err, upstream);
+        log_error(&self.ctx, self.peer, self.route_name(), err, upstream);
         let Some((status, reason)) = err.status() else {
             return;
         };
@@ -1334,28 +1356,37 @@ async fn linger(stream: &mut TcpStream, buf: Option<PoolBuf>) {
     }
 }
 
+/// Logs a request error with the client, route and upstream where known. Repeated errors are
+/// rate-limited per worker (one line a second per kind of side, with a count of the lines held
+/// back), because a failing upstream or a flood of bad requests would otherwise log per request.
 fn log_error(
     ctx: &WorkerContext,
     client: SocketAddr,
+    route: &str,
     err: &ProxyError,
     upstream: Option<SocketAddr>,
 ) {
     let status = err.status().map_or(0, |(status, _)| status);
     match (err.side, err.kind) {
         (_, Kind::ClientClosed | Kind::NoRoute) => {
-            debug!(worker = ctx.id, client = %client, status, "{err}");
+            debug!(worker = ctx.id, client = %client, route, status, "{err}");
         }
-        (Side::Upstream, _) => match upstream {
-            Some(upstream) => {
-                warn!(worker = ctx.id, client = %client, upstream = %upstream, status, "{err}")
+        (Side::Upstream, _) => {
+            let Some(suppressed) = ctx.upstream_error_log.borrow_mut().allow() else {
+                return;
+            };
+            match upstream {
+                Some(upstream) => {
+                    warn!(worker = ctx.id, client = %client, route, upstream = %upstream, status, suppressed, "{err}")
+                }
+                None => {
+                    warn!(worker = ctx.id, client = %client, route, status, suppressed, "{err}")
+                }
             }
-            None => warn!(worker = ctx.id, client = %client, status, "{err}"),
-        },
-        // Bad requests come from outside and can arrive by the thousand, so they are logged at
-        // most once a second per worker, with a count of the lines held back.
+        }
         _ => {
             if let Some(suppressed) = ctx.client_error_log.borrow_mut().allow() {
-                info!(worker = ctx.id, client = %client, status, suppressed, "{err}");
+                info!(worker = ctx.id, client = %client, route, status, suppressed, "{err}");
             }
         }
     }

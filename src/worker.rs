@@ -270,6 +270,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         listener_fds: RefCell::new(listeners.iter().map(|l| l.as_raw_fd()).collect()),
         pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         client_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
+        upstream_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         pipes: RefCell::new(Vec::new()),
         config,
     });
