@@ -1,7 +1,7 @@
 //! The access log: one line per request, written off the workers.
 //!
 //! Each worker formats lines into a buffer of its own ([`AccessLog`]) and hands a full buffer,
-//! or whatever it holds every `FLUSH_INTERVAL`, to one writer thread over a bounded channel.
+//! or whatever it contains every `FLUSH_INTERVAL`, to one writer thread over a bounded channel.
 //! The writer writes the bytes to standard output or a file and sends the emptied buffer back,
 //! so that a warm worker formats and flushes without allocating. When the writer falls behind
 //! and the channel is full, the worker drops the buffer's lines, counts them and warns at most
@@ -31,9 +31,8 @@ use crate::metrics::WorkerMetrics;
 /// appear within this delay.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Capacity of each buffer of lines. A worker hands a buffer over once it holds half of this,
-/// so that one more line (a head is at most 16 MiB with the largest buffers, but usually far
-/// less than the other half) rarely makes it grow.
+/// Capacity of each buffer of lines. A worker hands a buffer over once it is half full, so a
+/// buffer grows (and allocates) only for a line longer than the other half, 32 KiB.
 pub const BUFFER_BYTES: usize = 64 * 1024;
 
 /// Buffers that may wait for the writer at once, for all workers together. With 64 KiB
@@ -41,7 +40,7 @@ pub const BUFFER_BYTES: usize = 64 * 1024;
 pub const QUEUE_BUFFERS: usize = 128;
 
 /// Buffers allocated per worker at start: one being filled and one spare. More are allocated
-/// only while the writer holds the spares.
+/// only while every spare is still queued for the writer.
 const BUFFERS_PER_WORKER: usize = 2;
 
 /// How long the writer waits for a buffer before it checks for a reopen request.

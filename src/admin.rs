@@ -1,8 +1,8 @@
 //! The admin listener: metrics, health and reload over plain HTTP/1.1, on a thread of its own.
 //!
 //! It runs off the workers with blocking I/O and serves one connection at a time, closing each
-//! after one response; every read and write is bounded by `IO_TIMEOUT`, so a stuck client
-//! delays other admin requests by at most that long and never touches proxied traffic.
+//! after one response. Every read and write is bounded by `IO_TIMEOUT`, so a stuck client
+//! delays other admin requests by at most that long, and it never touches proxied traffic.
 //!
 //! - `GET /metrics`: Prometheus text format 0.0.4.
 //! - `GET /healthz`: 200 while the process runs.

@@ -502,7 +502,7 @@ pub struct Admin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLog {
     pub enabled: bool,
-    /// Where lines go: `None` is standard output (`"-"` in the file).
+    /// The output file; `None` is standard output (`"-"` in the file).
     pub path: Option<PathBuf>,
     pub format: AccessLogFormat,
 }

@@ -4,12 +4,12 @@
 //! Each worker has a Unix socket pair. The worker reads its end in a task of its own runtime
 //! (`worker::serve_control`), so commands reach it without any lock or atomic on the request
 //! path. A command is one byte; the worker carries it out between two polls of its other tasks
-//! and answers with the same byte. Payloads travel beside the socket in `ControlSlots`,
+//! and replies with the same byte. Payloads travel beside the socket in `ControlSlots`,
 //! whose mutexes only the two ends of the channel take, and only around a command:
 //!
 //! - `Reload`: the controller puts `(generation, config)` into `ControlSlots::config` first.
 //! - `Metrics`: the worker puts its `WorkerSnapshot` into `ControlSlots::snapshot` before it
-//!   answers.
+//!   replies.
 //! - `Drain`: the worker stops accepting, closes idle connections and, from then on, publishes
 //!   its open connection count in `ControlSlots::open_connections` until it exits.
 
@@ -25,8 +25,8 @@ use tracing::{error, info, warn};
 use crate::config::{self, Config};
 use crate::metrics::{self, ProcessValues, WorkerSnapshot};
 
-/// How long the controller waits for a worker to answer a command. A worker answers between two
-/// polls of its tasks, so only a worker stuck in a blocking call (or gone) takes this long.
+/// How long the controller waits for a worker's reply to a command. A worker replies between
+/// two polls of its tasks, so only a worker stuck in a blocking call (or gone) takes this long.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A command to a worker, sent as one byte.
@@ -57,7 +57,7 @@ impl Command {
 pub struct ControlSlots {
     /// The generation number and configuration for the next `Reload`.
     pub config: Mutex<Option<(u64, Arc<Config>)>>,
-    /// The answer to the last `Metrics`.
+    /// The reply to the last `Metrics`.
     pub snapshot: Mutex<Option<WorkerSnapshot>>,
     /// Client connections still open, published by a draining worker.
     pub open_connections: AtomicUsize,
@@ -82,7 +82,7 @@ pub struct WorkerHandle {
     pub worker: usize,
     socket: UnixStream,
     pub slots: Arc<ControlSlots>,
-    /// Set once the worker failed to answer; later commands skip it.
+    /// Set once the worker failed to reply; later commands skip it.
     gone: bool,
 }
 
@@ -106,10 +106,12 @@ pub fn channel(worker: usize) -> io::Result<(WorkerHandle, WorkerEnd)> {
 }
 
 impl WorkerHandle {
-    /// Sends `command` and waits for the worker's answer.
+    /// Sends `command` and waits for the worker's reply.
     pub fn send(&mut self, command: Command) -> io::Result<()> {
         if self.gone {
-            return Err(io::Error::other("the worker stopped answering earlier"));
+            return Err(io::Error::other(
+                "the worker stopped replying to earlier commands",
+            ));
         }
         let result = self.exchange(command);
         if result.is_err() {
@@ -120,12 +122,12 @@ impl WorkerHandle {
 
     fn exchange(&mut self, command: Command) -> io::Result<()> {
         self.socket.write_all(&[command as u8])?;
-        let mut answer = [0u8; 1];
-        self.socket.read_exact(&mut answer)?;
-        if answer[0] != command as u8 {
+        let mut reply = [0u8; 1];
+        self.socket.read_exact(&mut reply)?;
+        if reply[0] != command as u8 {
             return Err(io::Error::other(format!(
-                "the worker answered {:?} to {command:?}",
-                answer[0] as char
+                "the worker replied {:?} to {command:?}",
+                reply[0] as char
             )));
         }
         Ok(())
@@ -235,7 +237,7 @@ impl Controller {
     }
 
     /// Collects every worker's counters and renders them as Prometheus text. A worker that
-    /// does not answer (one that finished draining) is left out.
+    /// does not reply (one that finished draining) is left out.
     pub fn metrics(&mut self) -> String {
         let mut snapshots = Vec::with_capacity(self.workers.len());
         for worker in &mut self.workers {

@@ -1,6 +1,6 @@
 //! A configuration generation: one loaded configuration and the state derived from it.
 //!
-//! A worker holds its current generation in an `Rc`. Each request takes the current generation
+//! A worker keeps its current generation in an `Rc`. Each request takes the current generation
 //! when its head is complete and keeps it to the end, so a reload changes what new requests see
 //! while requests in flight finish on the generation they started with. Per-config state that
 //! must survive a reload (idle upstream connections, counters) lives outside, keyed by address

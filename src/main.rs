@@ -234,7 +234,7 @@ fn drain(
     let grace = lock(controller).config().shutdown.grace;
     info!(
         grace_ms = grace.as_millis() as u64,
-        "{cause} received; draining: listeners closed, idle connections closed, busy ones finish their current response"
+        "{cause} received; shutting down by draining: listeners and idle connections are closed, busy connections finish their current response"
     );
     lock(controller).drain();
     let deadline = Instant::now() + grace;

@@ -1,7 +1,7 @@
 //! Per-worker counters and their Prometheus text rendering.
 //!
 //! Each worker counts in plain `Cell`s that only its own thread touches, so the request path
-//! pays no lock and no atomic. A scrape asks every worker for a [`WorkerSnapshot`] over its
+//! pays no lock and no atomic. A scrape requests a [`WorkerSnapshot`] from every worker over its
 //! control channel (see `control`), and [`render`] sums the snapshots into the Prometheus text
 //! exposition format, version 0.0.4.
 //!
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// Upper bounds, in seconds, of the request and upstream latency histogram buckets. They
 /// follow the Prometheus client libraries' defaults from 5 ms to 10 s, with 1 ms and 2.5 ms in
-/// front because a proxy on a local network answers many requests faster than 5 ms.
+/// front because a proxy on a local network completes many requests in less than 5 ms.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -366,7 +366,11 @@ pub fn render(workers: &[WorkerSnapshot], process: ProcessValues) -> String {
         &mut out,
         "ringway_client_connections_active",
         "Client connections with a request in progress.",
-        sum(|w| w.gauges.client_connections_active - w.gauges.client_connections_idle),
+        sum(|w| {
+            w.gauges
+                .client_connections_active
+                .saturating_sub(w.gauges.client_connections_idle)
+        }),
     );
     gauge(
         &mut out,

@@ -222,7 +222,7 @@ impl ClientRegistry {
     /// Shuts down every idle connection, which ends its pending read, and returns how many.
     ///
     /// NOTE: a request whose first bytes arrived in the same event-loop turn still counts as
-    /// idle here, so it is cut; the client sees the connection close without a response, as
+    /// idle here, so it is cut. Its client sees the connection close without a response, as
     /// with any server that closes idle keep-alive connections.
     pub fn close_idle(&self) -> usize {
         let mut closed = 0;
@@ -279,7 +279,7 @@ struct Client {
     generation: Rc<Generation>,
     /// This connection's entry in `WorkerContext::clients`.
     registry_slot: usize,
-    /// What metrics and the access log record about the request in progress.
+    /// The record of the request in progress, for metrics and the access log.
     record: RequestRecord,
     /// Method, a space and target of the request in progress, copied for the access log
     /// because the inbound buffer may go back to the pool before the response ends. Kept for
@@ -308,7 +308,7 @@ impl Drop for Client {
     }
 }
 
-/// What one request did, for metrics and the access log.
+/// The outcome of one request, for metrics and the access log.
 #[derive(Default)]
 struct RequestRecord {
     /// When the request head was complete.

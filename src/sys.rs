@@ -122,7 +122,7 @@ pub fn wait_for_signal_timeout(limit: std::time::Duration) -> io::Result<Option<
 }
 
 /// Shuts both directions of a socket down. On a listening socket this fails the pending
-/// accept; on a connection it wakes a pending read with an end of stream and sends a FIN.
+/// accept. On a connection it wakes a pending read with an end of stream and sends a FIN.
 pub fn shutdown_socket(fd: RawFd) -> io::Result<()> {
     // SAFETY: `fd` is an open socket owned by the caller; shutdown does not close it.
     if unsafe { libc::shutdown(fd, libc::SHUT_RDWR) } != 0 {

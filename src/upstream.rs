@@ -49,8 +49,8 @@ struct ServerPool {
 ///
 /// Pools are keyed by address rather than by (group, server) so that a reload keeps the idle
 /// connections of every server that the new configuration still names. A request that started
-/// before a reload carries a `ServerId` of the old generation; `take_idle` and `put_idle` check
-/// the pool's address and look the address up again when it moved.
+/// before a reload carries a `ServerId` of the old generation, so `take_idle` and `put_idle`
+/// check the pool's address and look the address up again when it moved.
 pub struct Upstreams {
     pools: Vec<ServerPool>,
     idle_timeout: Duration,

@@ -91,7 +91,7 @@ pub struct Workers {
     pub access_log: Option<AccessLogWriter>,
 }
 
-/// What a worker thread starts with besides its configuration.
+/// The start-up inputs of a worker thread besides its configuration.
 struct WorkerStart {
     worker: usize,
     core: Option<usize>,

@@ -26,7 +26,7 @@ const MAX_REQUESTS_PER_THREAD: usize = 5_000;
 /// How long the logs may take to show an expected line.
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
-/// Starts an origin that answers every request with 200 and `body`, keeping connections open.
+/// Starts an origin that responds to every request with 200 and `body`, keeping connections open.
 fn origin_answering(body: &'static [u8]) -> RecordingOrigin {
     RecordingOrigin::start(move |_| Reply::keep_open(ok_with_body(body)))
 }
@@ -244,8 +244,8 @@ fn reload_keeps_idle_upstream_connections() {
     );
 }
 
-/// An origin whose response head waits `head_delay`, then whose body of `BODY_PIECES` pieces
-/// arrives one piece per `piece_delay`.
+/// Starts an origin that sends its response head after `head_delay`, then a body of
+/// `BODY_PIECES` pieces, one per `piece_delay`.
 fn slow_origin(head_delay: Duration, piece_delay: Duration) -> RawOrigin {
     RawOrigin::start(move |mut stream, _| {
         while read_request_head(&mut stream).is_ok() {
@@ -571,7 +571,8 @@ fn access_log_text_lines() {
         let (client, rest) = line.split_once(" [").expect("client and time");
         assert!(client.parse::<SocketAddr>().is_ok(), "{line}");
         let (time, rest) = rest.split_once("] ").expect("time");
-        assert!(time.ends_with('Z') && time.contains('T'), "{line}");
+        assert!(time.ends_with('Z'), "{line}");
+        assert!(time.contains('T'), "{line}");
         assert!(
             rest.starts_with("\"GET /logged?q=1 HTTP/1.1\" 200 "),
             "{line}"

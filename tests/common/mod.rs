@@ -161,8 +161,8 @@ impl Ringway {
     /// Sends `signal` (such as `libc::SIGHUP`) to this ringway process, by its PID.
     pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.pid()).expect("PIDs fit in i32");
-        // SAFETY: kill only sends a signal; the PID is the child this harness started and
-        // has not reaped yet, because `ChildProcess` reaps it only on drop.
+        // SAFETY: kill only sends a signal. The PID is the child this harness started, and it
+        // is not reaped yet because `ChildProcess` reaps it only on drop.
         let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(
             rc,
