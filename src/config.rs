@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -196,6 +196,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "buffers",
     "log",
     "request_id",
+    "admin",
+    "access_log",
+    "shutdown",
 ];
 const TIMEOUT_KEYS: &[&str] = &[
     "connect_ms",
@@ -220,6 +223,18 @@ const LIMIT_KEYS: &[&str] = &[
 const BUFFER_KEYS: &[&str] = &["size_bytes", "per_worker"];
 const LOG_KEYS: &[&str] = &["level"];
 const IO_URING_KEYS: &[&str] = &["entries", "coop_taskrun", "single_issuer", "sqpoll_idle_ms"];
+
+const ADMIN_KEYS: &[&str] = &["listen"];
+const ACCESS_LOG_KEYS: &[&str] = &["enabled", "path", "format"];
+const SHUTDOWN_KEYS: &[&str] = &["grace_ms"];
+
+/// Allowed drain periods on SIGTERM; 0 closes every connection at once.
+pub const GRACE_RANGE_MS: RangeInclusive<u64> = 0..=*TIMEOUT_RANGE_MS.end();
+
+/// Default drain period on SIGTERM: long enough for ordinary requests and short downloads to
+/// finish, and short enough for a rolling restart. Kubernetes waits 30 s
+/// (`terminationGracePeriodSeconds`) before it sends SIGKILL.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 
 /// Allowed io_uring submission queue sizes: monoio's minimum and the kernel's maximum.
 pub const IO_URING_ENTRIES_RANGE: RangeInclusive<u32> = 256..=32_768;
@@ -249,6 +264,10 @@ pub struct Config {
     pub buffers: Buffers,
     pub log: Log,
     pub request_id: RequestId,
+    /// The admin listener (metrics, health, reload); `None` turns it off.
+    pub admin: Option<Admin>,
+    pub access_log: AccessLog,
+    pub shutdown: Shutdown,
 }
 
 /// Worker threads and their CPU placement.
@@ -749,6 +768,57 @@ impl Default for Log {
     }
 }
 
+/// The admin listener: a plain HTTP/1.1 endpoint for `/metrics`, `/healthz`, `/readyz` and
+/// `/reload`, served by its own thread, off the workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+/// The access log: one line per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    pub enabled: bool,
+    /// The output file; `None` is standard output (`"-"` in the file).
+    pub path: Option<PathBuf>,
+    pub format: AccessLogFormat,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            enabled: true,
+            path: None,
+            format: AccessLogFormat::Text,
+        }
+    }
+}
+
+/// The line format of the access log; `config/README.md` describes both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    /// Space-separated fields, in the spirit of nginx's combined format.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of the drain on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// How long requests in flight may run on after the listeners closed.
+    pub grace: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+        }
+    }
+}
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -1226,6 +1296,12 @@ impl Checker<'_> {
         let buffers = self.check_buffers(top.get("buffers"));
         let log = self.check_log(top.get("log"));
         let request_id = self.check_request_id(top.get("request_id"));
+        let admin = match top.get("admin") {
+            Some(value) => self.check_admin(value, listen.as_deref()).map(Some),
+            None => Some(None),
+        };
+        let access_log = self.check_access_log(top.get("access_log"));
+        let shutdown = self.check_shutdown(top.get("shutdown"));
 
         if let (Some(limits), Some(buffers)) = (&limits, &buffers) {
             self.check_limits_fit_buffers(limits, buffers);
@@ -1244,6 +1320,9 @@ impl Checker<'_> {
             buffers: buffers?,
             log: log?,
             request_id: request_id?,
+            admin: admin?,
+            access_log: access_log?,
+            shutdown: shutdown?,
         })
     }
 
@@ -2120,6 +2199,105 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+}
+
+impl Checker<'_> {
+    /// Checks `admin`. Its address may not be one of the proxy's own `listen` addresses,
+    /// because both would then share the port through SO_REUSEPORT.
+    fn check_admin(&mut self, value: &Json, listen: Option<&[SocketAddr]>) -> Option<Admin> {
+        const PATH: &str = "admin";
+        let object = self.object(PATH, value, ADMIN_KEYS)?;
+        let listen_path = key_path(PATH, "listen");
+        let text = self.required(
+            &object,
+            PATH,
+            "listen",
+            "add \"listen\": an address such as \"127.0.0.1:9901\", or remove \"admin\"",
+        )?;
+        let text = self.string(
+            &listen_path,
+            text,
+            "write an address such as \"127.0.0.1:9901\"",
+        )?;
+        let address = self.check_listen_address(&listen_path, text)?;
+        let clash =
+            address.port() != 0 && listen.is_some_and(|addresses| addresses.contains(&address));
+        if clash {
+            self.report(
+                &listen_path,
+                format!("address {} is also in \"listen\"", quote(text)),
+                "give the admin listener an address of its own, such as 127.0.0.1:9901",
+            );
+            return None;
+        }
+        Some(Admin { listen: address })
+    }
+
+    fn check_access_log(&mut self, value: Option<&Json>) -> Option<AccessLog> {
+        const PATH: &str = "access_log";
+        let defaults = AccessLog::default();
+        let Some(value) = value else {
+            return Some(defaults);
+        };
+        let object = self.object(PATH, value, ACCESS_LOG_KEYS)?;
+        let enabled = match object.get("enabled") {
+            Some(value) => self.boolean(&key_path(PATH, "enabled"), value),
+            None => Some(defaults.enabled),
+        };
+        let path = match object.get("path") {
+            Some(value) => {
+                let path = key_path(PATH, "path");
+                let fix = "write \"-\" for standard output or a file path such as \"/var/log/ringway/access.log\"";
+                match self.string(&path, value, fix) {
+                    Some("-") => Some(None),
+                    Some("") => {
+                        self.report(&path, "the path is empty", fix);
+                        None
+                    }
+                    Some(text) => Some(Some(PathBuf::from(text))),
+                    None => None,
+                }
+            }
+            None => Some(defaults.path),
+        };
+        let format = match object.get("format") {
+            Some(value) => {
+                let path = key_path(PATH, "format");
+                let fix = "use \"text\" or \"json\"";
+                match self.string(&path, value, fix) {
+                    Some("text") => Some(AccessLogFormat::Text),
+                    Some("json") => Some(AccessLogFormat::Json),
+                    Some(other) => {
+                        self.report(&path, format!("unknown format {}", quote(other)), fix);
+                        None
+                    }
+                    None => None,
+                }
+            }
+            None => Some(defaults.format),
+        };
+        Some(AccessLog {
+            enabled: enabled?,
+            path: path?,
+            format: format?,
+        })
+    }
+
+    fn check_shutdown(&mut self, value: Option<&Json>) -> Option<Shutdown> {
+        const PATH: &str = "shutdown";
+        let defaults = Shutdown::default();
+        let Some(value) = value else {
+            return Some(defaults);
+        };
+        let object = self.object(PATH, value, SHUTDOWN_KEYS)?;
+        let grace = match object.get("grace_ms") {
+            Some(value) => self
+                .integer_u64(&key_path(PATH, "grace_ms"), value, &GRACE_RANGE_MS)
+                .map(Duration::from_millis),
+            None => Some(defaults.grace),
+        };
+        Some(Shutdown { grace: grace? })
     }
 }
 
@@ -3301,5 +3479,108 @@ pub(super) mod tests {
         let length = readme[start..].find("```").expect("json block is closed");
         let config = parse_ok(&readme[start..start + length]);
         assert!(config.routes.len() > 1);
+    }
+
+    #[test]
+    fn operations_keys_default() {
+        let config = parse_ok(MINIMAL);
+        assert_eq!(config.admin, None);
+        assert_eq!(config.access_log, AccessLog::default());
+        assert!(config.access_log.enabled);
+        assert_eq!(config.access_log.path, None);
+        assert_eq!(
+            config.shutdown.grace,
+            Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS)
+        );
+    }
+
+    #[test]
+    fn operations_keys_parse() {
+        let config = parse_ok(&minimal_with(&[
+            ("/admin", json!({"listen": "127.0.0.1:9901"})),
+            (
+                "/access_log",
+                json!({"enabled": false, "path": "/var/log/a.log", "format": "json"}),
+            ),
+            ("/shutdown", json!({"grace_ms": 0})),
+        ]));
+        assert_eq!(
+            config.admin,
+            Some(Admin {
+                listen: loopback(9901)
+            })
+        );
+        assert!(!config.access_log.enabled);
+        assert_eq!(
+            config.access_log.path,
+            Some(PathBuf::from("/var/log/a.log"))
+        );
+        assert_eq!(config.access_log.format, AccessLogFormat::Json);
+        assert_eq!(config.shutdown.grace, Duration::ZERO);
+        let stdout = parse_ok(&minimal_with(&[("/access_log", json!({"path": "-"}))]));
+        assert_eq!(stdout.access_log.path, None);
+    }
+
+    #[test]
+    fn operations_keys_errors() {
+        let cases = [
+            ("/admin", json!({}), "admin.listen", "missing"),
+            (
+                "/admin",
+                json!({"listen": "localhost:1"}),
+                "admin.listen",
+                "localhost:1",
+            ),
+            (
+                "/admin",
+                json!({"listen": "127.0.0.1:8080"}),
+                "admin.listen",
+                "also in",
+            ),
+            (
+                "/admin",
+                json!({"listen": "127.0.0.1:1", "port": 2}),
+                "admin.port",
+                "port",
+            ),
+            (
+                "/access_log",
+                json!({"enabled": "yes"}),
+                "access_log.enabled",
+                "yes",
+            ),
+            (
+                "/access_log",
+                json!({"path": ""}),
+                "access_log.path",
+                "empty",
+            ),
+            ("/access_log", json!({"path": 1}), "access_log.path", "1"),
+            (
+                "/access_log",
+                json!({"format": "xml"}),
+                "access_log.format",
+                "xml",
+            ),
+            (
+                "/shutdown",
+                json!({"grace_ms": -1}),
+                "shutdown.grace_ms",
+                "-1",
+            ),
+            ("/shutdown", json!({"grace": 1}), "shutdown.grace", "grace"),
+        ];
+        for (pointer, value, path, named) in cases {
+            assert_single_error(&minimal_with(&[(pointer, value)]), path, named);
+        }
+    }
+
+    #[test]
+    fn admin_port_zero_may_repeat_listen() {
+        let config = parse_ok(&minimal_with(&[
+            ("/listen", json!("127.0.0.1:0")),
+            ("/admin", json!({"listen": "127.0.0.1:0"})),
+        ]));
+        assert_eq!(config.admin.unwrap().listen.port(), 0);
     }
 }

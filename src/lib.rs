@@ -6,12 +6,17 @@
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod access_log;
+pub mod admin;
 pub mod buffer;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod gateway;
+pub mod generation;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod ocelot;
 pub mod proxy;
 pub mod relay;

@@ -5,15 +5,25 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 
+use ringway::access_log::AccessLogWriter;
+use ringway::admin;
 use ringway::config;
 use ringway::ocelot::{self, Note, Severity};
+use ringway::control::{Controller, lock};
 use ringway::sys;
 use ringway::worker;
+
+/// How often the main thread checks on draining workers while it waits for signals.
+const DRAIN_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How long ringway waits at exit for the access log writer to write the last lines.
+const ACCESS_LOG_FINISH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -78,7 +88,7 @@ fn main() -> ExitCode {
     for note in &notes {
         warn!(path = %note.path, "converted from Ocelot: {}; instead, {}", note.message, note.instead);
     }
-    run(config)
+    run(config, path)
 }
 
 /// Reason a configuration file could not be used.
@@ -247,7 +257,7 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn run(config: config::Config) -> ExitCode {
+fn run(config: config::Config, path: PathBuf) -> ExitCode {
     // Signals are blocked before any worker starts, so every thread inherits the mask and only
     // the main thread receives them through sigwait.
     if let Err(err) = sys::block_signals() {
@@ -299,7 +309,17 @@ fn run(config: config::Config) -> ExitCode {
             "route"
         );
     }
-    let workers = match worker::start(config) {
+    // The admin address is bound before the workers start, so that a taken address fails
+    // start-up instead of leaving ringway running without its metrics.
+    let admin_listener = match config.admin.as_ref().map(|admin| admin::bind(admin.listen)) {
+        Some(Ok(listener)) => Some(listener),
+        Some(Err(err)) => {
+            error!("{err}");
+            return ExitCode::FAILURE;
+        }
+        None => None,
+    };
+    let workers = match worker::start(config.clone()) {
         Ok(workers) => workers,
         Err(err) => {
             error!("start-up failed: {err}");
@@ -307,18 +327,101 @@ fn run(config: config::Config) -> ExitCode {
         }
     };
     info!(listeners = ?workers.listen, "ringway is ready");
+    let worker::Workers {
+        threads,
+        controls,
+        access_log,
+        ..
+    } = workers;
+    let controller = Arc::new(Mutex::new(Controller::new(
+        path,
+        config,
+        controls,
+        driver.name(),
+    )));
+    if let Some(listener) = admin_listener
+        && let Err(err) = admin::start(listener, Arc::clone(&controller))
+    {
+        error!("starting the admin thread failed: {err}");
+        return ExitCode::FAILURE;
+    }
     loop {
         match sys::wait_for_signal() {
-            // Operators send SIGHUP to reload; stopping instead would be an outage.
-            Ok(libc::SIGHUP) => warn!(
-                "reloading the configuration is not supported yet; SIGHUP ignored (restart ringway to apply changes)"
-            ),
+            Ok(libc::SIGHUP) => {
+                info!("SIGHUP received; reloading the configuration");
+                // The controller logs the outcome.
+                let _ = lock(&controller).reload();
+            }
+            Ok(libc::SIGUSR1) => reopen_access_log(access_log.as_ref()),
             Ok(signal) => {
-                info!(signal = sys::signal_name(signal), "shutting down");
-                return ExitCode::SUCCESS;
+                return drain(&controller, threads, access_log, sys::signal_name(signal));
             }
             Err(err) => {
-                error!("waiting for signals failed: {err}; shutting down");
+                error!("waiting for signals failed: {err}; draining");
+                return drain(&controller, threads, access_log, "a signal error");
+            }
+        }
+    }
+}
+
+fn reopen_access_log(access_log: Option<&AccessLogWriter>) {
+    match access_log {
+        Some(writer) => {
+            info!("SIGUSR1 received; reopening the access log");
+            writer.reopen();
+        }
+        None => info!("SIGUSR1 received, but the access log is off; nothing to reopen"),
+    }
+}
+
+/// Stops accepting, lets requests in flight finish for up to `shutdown.grace_ms`, and exits.
+/// A second SIGTERM or SIGINT, or the end of the grace period, exits at once.
+fn drain(
+    controller: &Mutex<Controller>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    access_log: Option<AccessLogWriter>,
+    cause: &str,
+) -> ExitCode {
+    let grace = lock(controller).config().shutdown.grace;
+    info!(
+        grace_ms = grace.as_millis() as u64,
+        "{cause} received; shutting down by draining: listeners and idle connections are closed, busy connections finish their current response"
+    );
+    lock(controller).drain();
+    let deadline = Instant::now() + grace;
+    loop {
+        if threads.iter().all(|thread| thread.is_finished()) {
+            info!("drain complete; every connection finished; exiting");
+            if let Some(writer) = access_log {
+                writer.finish(ACCESS_LOG_FINISH_TIMEOUT);
+            }
+            return ExitCode::SUCCESS;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            let cut = lock(controller).open_connections();
+            warn!(
+                connections = cut,
+                "drain grace period (shutdown.grace_ms) over; exiting and cutting {cut} open connections"
+            );
+            return ExitCode::SUCCESS;
+        }
+        match sys::wait_for_signal_timeout(remaining.min(DRAIN_CHECK_INTERVAL)) {
+            Ok(Some(libc::SIGTERM | libc::SIGINT)) => {
+                let cut = lock(controller).open_connections();
+                warn!(
+                    connections = cut,
+                    "second shutdown signal received while draining; exiting now and cutting {cut} open connections"
+                );
+                return ExitCode::SUCCESS;
+            }
+            Ok(Some(libc::SIGHUP)) => {
+                warn!("SIGHUP received while draining; the configuration is not reloaded")
+            }
+            Ok(Some(libc::SIGUSR1)) => reopen_access_log(access_log.as_ref()),
+            Ok(_) => {}
+            Err(err) => {
+                error!("waiting for signals failed: {err}; exiting without waiting for the drain");
                 return ExitCode::SUCCESS;
             }
         }

@@ -13,28 +13,33 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use crate::access_log::{self, AccessLog};
 use crate::buffer::{BufferPool, PoolBuf};
 use crate::config::Config;
 use crate::error::{Kind, ProxyError, Side, shown};
+use crate::generation::Generation;
 use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
 use crate::http::forward::{self, ClientFraming, RequestContext};
 use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
 use crate::logging::RateLimitedLog;
+use crate::metrics::{self, WorkerMetrics};
 use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
 use crate::route::find_route;
-use crate::sys::{PeerState, Pipe, StreamWatcher, peek_peer, split_stream};
+use crate::sys::{PeerState, Pipe, StreamWatcher, peek_peer, shutdown_socket, split_stream};
 use crate::tunnel;
 use crate::upstream::{self, UpstreamConnection, Upstreams};
+use crate::worker::DriverKind;
 
 /// How long ringway keeps reading (and discarding) a client's unread request body after an error
 /// response before it closes the connection. Closing a socket with unread input makes the kernel
@@ -62,9 +67,10 @@ pub const MAX_IDLE_PIPES: usize = 16;
 pub const TEST_PANIC_PATH_ENV: &str = "RINGWAY_TEST_PANIC_PATH";
 
 /// The state one worker shares between its connections. Nothing here is shared across
-/// threads except the read-only configuration.
+/// threads except the read-only configurations.
 pub struct WorkerContext {
     pub id: usize,
+    pub driver: DriverKind,
     /// A request path that makes its connection panic, set from `TEST_PANIC_PATH_ENV` at start.
     /// Tests use it to prove that a panic ends only its own connection.
     pub panic_path: Option<Vec<u8>>,
@@ -73,41 +79,61 @@ pub struct WorkerContext {
     /// blocking mode, where a splice(2) from a quiet upstream would block the whole worker, so
     /// io_uring workers copy.
     pub splice: bool,
+    /// The configuration the worker started with. Only settings that need a restart to change
+    /// (buffers, relay, listeners) are read from it; requests read `generation`.
     pub config: Arc<Config>,
+    /// The current configuration generation; a reload replaces it.
+    pub generation: RefCell<Rc<Generation>>,
     pub pool: BufferPool,
     pub upstreams: RefCell<Upstreams>,
+    pub metrics: WorkerMetrics,
+    /// `None` when the access log is off.
+    pub access_log: Option<AccessLog>,
+    /// Open client connections.
     pub connections: Cell<usize>,
+    pub clients: ClientRegistry,
+    /// Set once the worker drains: connections close after their current response.
+    pub draining: Cell<bool>,
+    /// Descriptors of the worker's listeners, shut down when it drains.
+    pub listener_fds: RefCell<Vec<RawFd>>,
     /// Rate limit for the warning that the buffer pool is exhausted.
     pub pool_log: RefCell<RateLimitedLog>,
     /// Rate limit for the log lines about requests rejected as the client's fault.
     pub client_error_log: RefCell<RateLimitedLog>,
+    /// Rate limit for the log lines about failed upstream exchanges.
+    pub upstream_error_log: RefCell<RateLimitedLog>,
     /// Empty pipes kept for splice relays (`relay: "splice"`), at most `MAX_IDLE_PIPES`.
     pub pipes: RefCell<Vec<Pipe>>,
 }
 
+fn request_limits(config: &Config) -> HeadLimits {
+    let limits = &config.limits;
+    HeadLimits {
+        max_head_bytes: limits.max_request_head_bytes,
+        max_header_count: limits.max_header_count,
+    }
+}
+
+fn response_limits(config: &Config) -> HeadLimits {
+    let limits = &config.limits;
+    HeadLimits {
+        max_head_bytes: limits.max_response_head_bytes,
+        max_header_count: limits.max_header_count,
+    }
+}
+
+fn chunked_limits(config: &Config) -> ChunkedLimits {
+    let limits = &config.limits;
+    ChunkedLimits {
+        max_extension_bytes: limits.max_chunk_extension_bytes,
+        max_trailer_bytes: limits.max_trailer_bytes,
+    }
+}
+
 impl WorkerContext {
-    fn request_limits(&self) -> HeadLimits {
-        let limits = &self.config.limits;
-        HeadLimits {
-            max_head_bytes: limits.max_request_head_bytes,
-            max_header_count: limits.max_header_count,
-        }
-    }
-
-    fn response_limits(&self) -> HeadLimits {
-        let limits = &self.config.limits;
-        HeadLimits {
-            max_head_bytes: limits.max_response_head_bytes,
-            max_header_count: limits.max_header_count,
-        }
-    }
-
-    fn chunked_limits(&self) -> ChunkedLimits {
-        let limits = &self.config.limits;
-        ChunkedLimits {
-            max_extension_bytes: limits.max_chunk_extension_bytes,
-            max_trailer_bytes: limits.max_trailer_bytes,
-        }
+    /// Returns the current configuration generation.
+    pub fn current_generation(&self) -> Rc<Generation> {
+        self.generation.borrow().clone()
     }
 
     /// Takes an idle pipe or creates one; `None` when the system has no descriptors to spare,
@@ -131,14 +157,89 @@ impl WorkerContext {
             pipes.push(pipe);
         }
     }
+}
 
-    fn source_for(&self, kind: BodyKind) -> Source {
-        match kind {
-            BodyKind::None => Source::Length(LengthDecoder::new(0)),
-            BodyKind::Length(length) => Source::Length(LengthDecoder::new(length)),
-            BodyKind::Chunked => Source::Chunked(ChunkedDecoder::new(self.chunked_limits())),
-            BodyKind::CloseDelimited => Source::Close,
+fn source_for(kind: BodyKind, config: &Config) -> Source {
+    match kind {
+        BodyKind::None => Source::Length(LengthDecoder::new(0)),
+        BodyKind::Length(length) => Source::Length(LengthDecoder::new(length)),
+        BodyKind::Chunked => Source::Chunked(ChunkedDecoder::new(chunked_limits(config))),
+        BodyKind::CloseDelimited => Source::Close,
+    }
+}
+
+/// The worker's client connections, so that a drain can close the idle ones at once. Slots
+/// are reused, so a warm worker registers connections without allocating.
+#[derive(Default)]
+pub struct ClientRegistry {
+    slots: RefCell<Vec<Option<ClientSlot>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+#[derive(Clone, Copy)]
+struct ClientSlot {
+    fd: RawFd,
+    /// Waiting for the first byte of its next request.
+    idle: bool,
+}
+
+impl ClientRegistry {
+    fn register(&self, fd: RawFd) -> usize {
+        let slot = Some(ClientSlot { fd, idle: false });
+        let mut slots = self.slots.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(index) => {
+                slots[index] = slot;
+                index
+            }
+            None => {
+                slots.push(slot);
+                slots.len() - 1
+            }
         }
+    }
+
+    fn unregister(&self, index: usize) {
+        self.slots.borrow_mut()[index] = None;
+        self.free.borrow_mut().push(index);
+    }
+
+    fn set_idle(&self, index: usize, idle: bool) {
+        if let Some(slot) = self.slots.borrow_mut()[index].as_mut() {
+            slot.idle = idle;
+        }
+    }
+
+    /// Returns the number of connections waiting for their next request.
+    pub fn idle_count(&self) -> usize {
+        self.slots
+            .borrow()
+            .iter()
+            .flatten()
+            .filter(|slot| slot.idle)
+            .count()
+    }
+
+    /// Shuts down every idle connection, which ends its pending read, and returns how many.
+    ///
+    /// NOTE: a request whose first bytes arrived in the same event-loop turn still counts as
+    /// idle here, so it is cut. Its client sees the connection close without a response, as
+    /// with any server that closes idle keep-alive connections.
+    pub fn close_idle(&self) -> usize {
+        let mut closed = 0;
+        for slot in self
+            .slots
+            .borrow()
+            .iter()
+            .flatten()
+            .filter(|slot| slot.idle)
+        {
+            // The connection task still owns the descriptor; shutdown does not close it.
+            if shutdown_socket(slot.fd).is_ok() {
+                closed += 1;
+            }
+        }
+        closed
     }
 }
 
@@ -151,7 +252,12 @@ struct Buffers {
 /// Serves one client connection until it closes, fails, or idles out.
 pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let registry_slot = ctx.clients.register(stream.as_raw_fd());
     let mut client = Client {
+        generation: ctx.current_generation(),
+        registry_slot,
+        record: RequestRecord::default(),
+        request_line: Vec::new(),
         ctx,
         peer,
         stream: Some(stream),
@@ -170,6 +276,16 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
 
 struct Client {
     ctx: Rc<WorkerContext>,
+    /// The generation of the request in progress; between requests, of the last one.
+    generation: Rc<Generation>,
+    /// This connection's entry in `WorkerContext::clients`.
+    registry_slot: usize,
+    /// The record of the request in progress, for metrics and the access log.
+    record: RequestRecord,
+    /// Method, a space and target of the request in progress, copied for the access log
+    /// because the inbound buffer may go back to the pool before the response ends. Kept for
+    /// the connection's life, so it stops allocating once it fits the longest target.
+    request_line: Vec<u8>,
     peer: SocketAddr,
     /// The connection, whole between requests (split into halves during an exchange).
     stream: Option<TcpStream>,
@@ -187,6 +303,34 @@ struct Client {
     served: u64,
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.ctx.clients.unregister(self.registry_slot);
+    }
+}
+
+/// The outcome of one request, for metrics and the access log.
+#[derive(Default)]
+struct RequestRecord {
+    /// When the request head was complete.
+    started: Option<Instant>,
+    wall_time: Option<SystemTime>,
+    /// Length of the method in `Client::request_line`.
+    method_len: usize,
+    route: Option<usize>,
+    /// The final status sent to the client; 0 for none.
+    status: u16,
+    bytes_sent: u64,
+    bytes_received: u64,
+    upstream: Option<SocketAddr>,
+    /// Index of the upstream group in the request's generation.
+    upstream_group: Option<usize>,
+    /// When the current upstream attempt started.
+    upstream_started: Option<Instant>,
+    /// From the start of the upstream attempt to the final response head.
+    upstream_duration: Option<Duration>,
+}
+
 /// The connection loop's next step after an exchange.
 enum Next {
     /// Both sides are clean: read the next request.
@@ -197,20 +341,95 @@ enum Next {
 impl Client {
     async fn run(&mut self) {
         loop {
+            // A draining worker lets each connection finish its current response, then closes it.
+            if self.ctx.draining.get() {
+                return;
+            }
+            self.generation = self.ctx.current_generation();
             match self.read_request_head().await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(err) => {
+                    self.begin_request(false);
                     self.respond_error(&err, None).await;
                     return;
                 }
             }
             self.served += 1;
-            match self.handle_request().await {
+            self.begin_request(true);
+            let next = self.handle_request().await;
+            self.finish_request();
+            match next {
                 Next::KeepAlive => {}
                 Next::Close => return,
             }
         }
+    }
+
+    /// Starts the record of a request whose head is complete (`parsed`) or failed, and takes
+    /// the current generation for it.
+    fn begin_request(&mut self, parsed: bool) {
+        self.generation = self.ctx.current_generation();
+        self.record = RequestRecord {
+            started: Some(Instant::now()),
+            ..RequestRecord::default()
+        };
+        self.request_line.clear();
+        if self.ctx.access_log.is_none() {
+            return;
+        }
+        self.record.wall_time = Some(SystemTime::now());
+        let (Some(buffers), true) = (self.buffers.as_ref(), parsed) else {
+            return;
+        };
+        let buf = &buffers.inbound[..];
+        let method = self.request.method(buf);
+        self.record.method_len = method.len();
+        self.request_line.extend_from_slice(method);
+        self.request_line.push(b' ');
+        self.request_line
+            .extend_from_slice(self.request.target.of(buf));
+    }
+
+    /// Counts the finished request and writes its access log line, once per request.
+    fn finish_request(&mut self) {
+        let Some(started) = self.record.started.take() else {
+            return;
+        };
+        let record = &self.record;
+        let duration = started.elapsed();
+        let metrics = &self.ctx.metrics;
+        let generation = &self.generation;
+        let route_metrics = record
+            .route
+            .and_then(|route| generation.route_metrics.get(route).copied());
+        metrics.count_request(route_metrics, record.status, duration);
+        metrics::add(&metrics.bytes_received, record.bytes_received);
+        metrics::add(&metrics.bytes_sent, record.bytes_sent);
+        let Some(log) = &self.ctx.access_log else {
+            return;
+        };
+        let (method, target) = match self.request_line.split_at_checked(record.method_len) {
+            Some((method, rest)) if !method.is_empty() => (method, rest.get(1..).unwrap_or(b"")),
+            _ => (&b"-"[..], &b"-"[..]),
+        };
+        let route = self.route_name();
+        let entry = access_log::Entry {
+            client: self.peer,
+            time: record.wall_time.unwrap_or_else(SystemTime::now),
+            method,
+            target,
+            minor_version: self.request.minor_version,
+            status: record.status,
+            bytes_sent: record.bytes_sent,
+            bytes_received: record.bytes_received,
+            duration,
+            upstream: record.upstream,
+            upstream_duration: record.upstream_duration,
+            request_id: b"",
+            route,
+        };
+        log.write(&entry, metrics);
     }
 
     fn has_pending_bytes(&self) -> bool {
@@ -222,8 +441,8 @@ impl Client {
     /// Reads the next request head into `inbound`. Returns `Ok(false)` when the client closed or
     /// went quiet between requests, which ends the connection without a response.
     async fn read_request_head(&mut self) -> Result<bool, ProxyError> {
-        let ctx = self.ctx.clone();
-        let timeouts = &ctx.config.timeouts;
+        let generation = self.generation.clone();
+        let timeouts = &generation.config.timeouts;
         self.is_head = false;
         let deadline = if self.has_pending_bytes() {
             // Pipelined bytes of the next request: move them to the front of `inbound`.
@@ -242,7 +461,7 @@ impl Client {
             self.take_buffers().await;
             deadline
         };
-        let limits = self.ctx.request_limits();
+        let limits = request_limits(&generation.config);
         let (Some(stream), Some(buffers)) = (self.stream.as_mut(), self.buffers.as_mut()) else {
             return Ok(false);
         };
@@ -295,8 +514,8 @@ impl Client {
     /// An idle connection holds no pooled buffer: the read into the idle buffer costs no extra
     /// system call, and a slow client trickling its head in does not tie up the pool.
     async fn read_head_start(&mut self) -> Result<Option<Instant>, ProxyError> {
-        let ctx = self.ctx.clone();
-        let timeouts = &ctx.config.timeouts;
+        let generation = self.generation.clone();
+        let timeouts = &generation.config.timeouts;
         self.buffers = None;
         let Some(stream) = self.stream.as_mut() else {
             return Ok(None);
@@ -307,7 +526,10 @@ impl Client {
             timeouts.client_idle
         };
         let idle_buf = std::mem::take(&mut self.idle_buf);
-        let mut idle_buf = match monoio::time::timeout(wait, stream.read(idle_buf)).await {
+        self.ctx.clients.set_idle(self.registry_slot, true);
+        let read = monoio::time::timeout(wait, stream.read(idle_buf)).await;
+        self.ctx.clients.set_idle(self.registry_slot, false);
+        let mut idle_buf = match read {
             Ok((Ok(n), idle_buf)) if n > 0 => idle_buf,
             _ => return Ok(None),
         };
@@ -374,7 +596,9 @@ impl Client {
         };
         let buf = &buffers.inbound[..];
         let request = &self.request;
-        let config = &self.ctx.config;
+        self.record.bytes_received = request.head_len as u64;
+        let generation = self.generation.clone();
+        let config = &generation.config;
         // An absolute-form target with no path means "/" (RFC 9110 section 4.2.3), and "OPTIONS *"
         // concerns the server as a whole, so both match routes as "/".
         let path = match request.path.of(buf) {
@@ -402,6 +626,7 @@ impl Client {
             self.respond_error(&err, None).await;
             return Next::Close;
         };
+        self.record.route = Some(route);
         if let Some(BodyKind::Length(length)) = request.body {
             let max = config.limits.max_request_body_bytes;
             if length > max {
@@ -422,12 +647,16 @@ impl Client {
     /// Sends the request to an upstream of `group` and relays the response.
     async fn exchange(&mut self, group: usize) -> Next {
         let ctx = self.ctx.clone();
-        let config = &ctx.config;
+        let generation = self.generation.clone();
+        let config = &generation.config;
         let (Some(mut buffers), Some(stream)) = (self.buffers.take(), self.stream.take()) else {
             return Next::Close;
         };
-        let server_id = ctx.upstreams.borrow_mut().pick(group);
+        let server_id = generation.pick(group);
         let server = &config.upstreams[group].servers[server_id.server];
+        self.record.upstream = Some(server.addr);
+        self.record.upstream_group = Some(group);
+        let upstream_metrics = generation.upstream_metrics[group];
         let request_body = self.request.body.unwrap_or(BodyKind::None);
         let bodiless = matches!(request_body, BodyKind::None | BodyKind::Length(0));
         let retry_allowed = bodiless && self.request.is_idempotent(&buffers.inbound);
@@ -457,6 +686,7 @@ impl Client {
         loop {
             attempt += 1;
             let fresh_only = attempt > 1;
+            self.record.upstream_started = Some(Instant::now());
             let connection = match self.connect(server_id, server.addr, fresh_only).await {
                 Ok(connection) => connection,
                 Err(err) => {
@@ -466,6 +696,16 @@ impl Client {
                     return Next::Close;
                 }
             };
+            ctx.metrics.with_upstream(upstream_metrics, |counters| {
+                let counter = if connection.reused {
+                    &counters.pool_hits
+                } else {
+                    &counters.pool_misses
+                };
+                metrics::add(counter, 1);
+            });
+            let active = &ctx.metrics.upstream_connections_active;
+            active.set(active.get() + 1);
             let outcome = self
                 .run_exchange(
                     connection,
@@ -475,6 +715,7 @@ impl Client {
                     request_head_len,
                 )
                 .await;
+            active.set(active.get() - 1);
             match outcome {
                 Exchanged::Done(next) => return next,
                 Exchanged::RetryFresh {
@@ -526,11 +767,11 @@ impl Client {
         fresh_only: bool,
     ) -> Result<UpstreamConnection, ProxyError> {
         if !fresh_only {
-            if let Some(connection) = self.ctx.upstreams.borrow_mut().take_idle(server) {
+            if let Some(connection) = self.ctx.upstreams.borrow_mut().take_idle(server, addr) {
                 return Ok(connection);
             }
         }
-        upstream::connect(addr, server, self.ctx.config.timeouts.connect).await
+        upstream::connect(addr, server, self.generation.config.timeouts.connect).await
     }
 
     /// Runs one attempt at an exchange on one upstream connection.
@@ -543,7 +784,9 @@ impl Client {
         request_head_len: usize,
     ) -> Exchanged {
         let ctx = self.ctx.clone();
-        let timeouts = &ctx.config.timeouts;
+        let generation = self.generation.clone();
+        let config = &generation.config;
+        let timeouts = &config.timeouts;
         let Buffers {
             inbound,
             upstream: upstream_buf,
@@ -605,7 +848,7 @@ impl Client {
         let request_was_head = self.request.is_head(&inbound);
         let client_minor = self.request.minor_version;
         let client_keep_alive = self.request.keep_alive;
-        let body_source = ctx.source_for(self.request.body.unwrap_or(BodyKind::None));
+        let body_source = source_for(self.request.body.unwrap_or(BodyKind::None), config);
         let body_sink = if matches!(self.request.body, Some(BodyKind::Chunked)) {
             Sink::Chunked
         } else {
@@ -620,10 +863,10 @@ impl Client {
         let request_params = RelayParams {
             read_timeout: timeouts.client_body_read,
             write_timeout: timeouts.upstream_read,
-            max_bytes: ctx.config.limits.max_request_body_bytes,
+            max_bytes: config.limits.max_request_body_bytes,
         };
         let head_params = HeadReadParams {
-            limits: ctx.response_limits(),
+            limits: response_limits(config),
             request_was_head,
             client_minor,
             write_timeout: timeouts.client_write,
@@ -668,9 +911,9 @@ impl Client {
                 };
                 match (early, &request_result) {
                     (Some(head), _) => head.map_err(HeadEnd::Failed),
-                    (None, Some(Err(failure))) if request_failure_is_clients(failure) => {
-                        Err(HeadEnd::RequestFailed(request_failure_error(failure, &ctx)))
-                    }
+                    (None, Some(Err(failure))) if request_failure_is_clients(failure) => Err(
+                        HeadEnd::RequestFailed(request_failure_error(failure, config)),
+                    ),
                     (None, _) => {
                         // The request is sent: while the upstream works on it, a client that
                         // closes ends the exchange at once instead of at the head timeout.
@@ -711,6 +954,7 @@ impl Client {
                     }
                 }
                 Ok((upstream_buf, body_start)) => {
+                    self.record_upstream_head();
                     // From here on nothing retries the request, so a drained inbound buffer can
                     // go back to the pool while the response streams (to a slow reader, maybe).
                     release_drained(&mut request_result);
@@ -728,7 +972,8 @@ impl Client {
                     // and the head must announce that because it goes out first.
                     let close_client = !client_keep_alive
                         || client_framing == ClientFraming::Close
-                        || !request_complete;
+                        || !request_complete
+                        || ctx.draining.get();
                     forward::write_response_head(
                         &mut self.head_out,
                         &upstream_buf[..body_start],
@@ -745,6 +990,8 @@ impl Client {
                     .await;
                     match written {
                         Ok((Ok(_), head_bytes)) => {
+                            self.record.status = self.response.status;
+                            self.record.bytes_sent += head_bytes.len() as u64;
                             self.head_out = head_bytes;
                             let response_sink = if client_framing == ClientFraming::Chunked {
                                 Sink::Chunked
@@ -756,7 +1003,7 @@ impl Client {
                                 write_timeout: timeouts.client_write,
                                 max_bytes: u64::MAX,
                             };
-                            let response_source = ctx.source_for(response_body);
+                            let response_source = source_for(response_body, config);
                             let splice = ctx.splice
                                 && response_sink == Sink::Raw
                                 && matches!(response_source, Source::Length(_) | Source::Close);
@@ -923,8 +1170,10 @@ impl Client {
             }
             DuplexEnd::Responded {
                 response_result: Err(failure),
+                request_result,
                 ..
             } => {
+                self.count_request_body(&request_result);
                 self.log_response_failure(&failure, upstream_addr);
                 Exchanged::Done(Next::Close)
             }
@@ -933,6 +1182,8 @@ impl Client {
                 request_result,
                 close_client,
             } => {
+                self.count_request_body(&request_result);
+                self.record.bytes_sent += relayed.bytes;
                 let request_relayed = match request_result {
                     Some(Ok(relayed)) => Some(relayed),
                     _ => None,
@@ -943,11 +1194,14 @@ impl Client {
                     && request_relayed.is_some()
                     && relayed.pos == relayed.buf.len();
                 if upstream_clean {
-                    ctx.upstreams.borrow_mut().put_idle(UpstreamConnection {
+                    let connection = UpstreamConnection {
                         stream: upstream_stream,
                         server: server_id,
                         reused: true,
-                    });
+                    };
+                    ctx.upstreams
+                        .borrow_mut()
+                        .put_idle(connection, upstream_addr);
                 }
                 match request_relayed {
                     Some(request) if !close_client => {
@@ -967,26 +1221,71 @@ impl Client {
         }
     }
 
+    /// Records when the final response head arrived, for the access log and the upstream
+    /// latency histogram.
+    fn record_upstream_head(&mut self) {
+        let Some(started) = self.record.upstream_started else {
+            return;
+        };
+        let elapsed = started.elapsed();
+        self.record.upstream_duration = Some(elapsed);
+        if let Some(group) = self.record.upstream_group {
+            let index = self.generation.upstream_metrics[group];
+            self.ctx
+                .metrics
+                .with_upstream(index, |counters| counters.response_latency.observe(elapsed));
+        }
+    }
+
+    fn count_request_body(&mut self, request_result: &Option<Result<Relayed, RelayFailure>>) {
+        if let Some(Ok(relayed)) = request_result {
+            self.record.bytes_received += relayed.bytes;
+        }
+    }
+
+    /// Returns the name of the request's route, empty before routing or when none matched.
+    fn route_name(&self) -> &str {
+        self.record
+            .route
+            .and_then(|route| self.generation.route_names.get(route))
+            .map_or("", String::as_str)
+    }
+
+    /// Logs why a response body ended early. Upstream failures share the worker's rate limit
+    /// for upstream errors.
     fn log_response_failure(&self, failure: &RelayFailure, upstream_addr: SocketAddr) {
         let status = self.response.status;
+        let (client, route) = (self.peer, self.route_name());
+        let upstream_failure = !matches!(
+            failure,
+            RelayFailure::SinkError(_) | RelayFailure::SinkTimeout | RelayFailure::TooLarge
+        );
+        let suppressed = if upstream_failure {
+            match self.ctx.upstream_error_log.borrow_mut().allow() {
+                Some(suppressed) => suppressed,
+                None => return,
+            }
+        } else {
+            0
+        };
         match failure {
             RelayFailure::SinkError(err) => {
-                debug!(client = %self.peer, upstream = %upstream_addr, error = %err, "client closed during the response body; closing the upstream connection");
+                debug!(client = %client, route, upstream = %upstream_addr, error = %err, "client closed during the response body; closing the upstream connection");
             }
             RelayFailure::SinkTimeout => {
-                info!(client = %self.peer, upstream = %upstream_addr, "client stopped reading the response body; closing both connections");
+                info!(client = %client, route, upstream = %upstream_addr, "client stopped reading the response body; closing both connections");
             }
             RelayFailure::SourceClosed => {
-                warn!(client = %self.peer, upstream = %upstream_addr, status, "upstream closed before the end of the response body; the client connection is closed so the body is not taken as complete");
+                warn!(client = %client, route, upstream = %upstream_addr, status, suppressed, "upstream closed before the end of the response body; the client connection is closed so the body is not taken as complete");
             }
             RelayFailure::SourceError(err) => {
-                warn!(client = %self.peer, upstream = %upstream_addr, status, error = %err, "reading the response body failed; closing the client connection");
+                warn!(client = %client, route, upstream = %upstream_addr, status, suppressed, error = %err, "reading the response body failed; closing the client connection");
             }
             RelayFailure::SourceTimeout => {
-                warn!(client = %self.peer, upstream = %upstream_addr, status, "upstream sent no body bytes within timeouts.upstream_read_ms; closing both connections");
+                warn!(client = %client, route, upstream = %upstream_addr, status, suppressed, "upstream sent no body bytes within timeouts.upstream_read_ms; closing both connections");
             }
             RelayFailure::SourceInvalid(err) => {
-                warn!(client = %self.peer, upstream = %upstream_addr, status, error = %err, "invalid chunked response body; closing both connections");
+                warn!(client = %client, route, upstream = %upstream_addr, status, suppressed, error = %err, "invalid chunked response body; closing both connections");
             }
             RelayFailure::TooLarge => {}
         }
@@ -1007,7 +1306,7 @@ impl Client {
     /// Turns an error into the client's response and a log line: the one place that does so. The response
     /// always closes the connection, since the request may not have been read to its end.
     async fn respond_error(&mut self, err: &ProxyError, upstream: Option<SocketAddr>) {
-        log_error(&self.ctx, self.peer, err, upstream);
+        log_error(&self.ctx, self.peer, self.route_name(), err, upstream);
         let Some((status, reason)) = err.status() else {
             return;
         };
@@ -1023,11 +1322,15 @@ impl Client {
             self.is_head,
         );
         let response = std::mem::take(&mut self.head_out);
-        let write_timeout = self.ctx.config.timeouts.client_write;
+        let write_timeout = self.generation.config.timeouts.client_write;
         if let Ok((Ok(_), response)) =
             monoio::time::timeout(write_timeout, stream.write_all(response)).await
         {
+            self.record.status = status;
+            self.record.bytes_sent += response.len() as u64;
             self.head_out = response;
+            // The response is complete: lingering is the connection's business, not the request's.
+            self.finish_request();
             linger(
                 &mut stream,
                 self.buffers.take().map(|buffers| buffers.inbound),
@@ -1121,28 +1424,37 @@ async fn linger(stream: &mut TcpStream, buf: Option<PoolBuf>) {
     }
 }
 
+/// Logs a request error with the client, route and upstream where known. Repeated errors are
+/// rate-limited per worker (one line a second per kind of side, with a count of the lines held
+/// back), because a failing upstream or a flood of bad requests would otherwise log per request.
 fn log_error(
     ctx: &WorkerContext,
     client: SocketAddr,
+    route: &str,
     err: &ProxyError,
     upstream: Option<SocketAddr>,
 ) {
     let status = err.status().map_or(0, |(status, _)| status);
     match (err.side, err.kind) {
         (_, Kind::ClientClosed | Kind::NoRoute) => {
-            debug!(worker = ctx.id, client = %client, status, "{err}");
+            debug!(worker = ctx.id, client = %client, route, status, "{err}");
         }
-        (Side::Upstream, _) => match upstream {
-            Some(upstream) => {
-                warn!(worker = ctx.id, client = %client, upstream = %upstream, status, "{err}")
+        (Side::Upstream, _) => {
+            let Some(suppressed) = ctx.upstream_error_log.borrow_mut().allow() else {
+                return;
+            };
+            match upstream {
+                Some(upstream) => {
+                    warn!(worker = ctx.id, client = %client, route, upstream = %upstream, status, suppressed, "{err}")
+                }
+                None => {
+                    warn!(worker = ctx.id, client = %client, route, status, suppressed, "{err}")
+                }
             }
-            None => warn!(worker = ctx.id, client = %client, status, "{err}"),
-        },
-        // Bad requests come from outside and can arrive by the thousand, so they are logged at
-        // most once a second per worker, with a count of the lines held back.
+        }
         _ => {
             if let Some(suppressed) = ctx.client_error_log.borrow_mut().allow() {
-                info!(worker = ctx.id, client = %client, status, suppressed, "{err}");
+                info!(worker = ctx.id, client = %client, route, status, suppressed, "{err}");
             }
         }
     }
@@ -1157,8 +1469,8 @@ fn request_failure_is_clients(failure: &RelayFailure) -> bool {
     )
 }
 
-fn request_failure_error(failure: &RelayFailure, ctx: &WorkerContext) -> ProxyError {
-    let timeouts = &ctx.config.timeouts;
+fn request_failure_error(failure: &RelayFailure, config: &Config) -> ProxyError {
+    let timeouts = &config.timeouts;
     match failure {
         RelayFailure::SourceClosed => ProxyError::new(
             Kind::ClientClosed,
@@ -1182,7 +1494,7 @@ fn request_failure_error(failure: &RelayFailure, ctx: &WorkerContext) -> ProxyEr
             Kind::BodyTooLarge,
             format!(
                 "request body larger than {} bytes; send less or raise limits.max_request_body_bytes",
-                ctx.config.limits.max_request_body_bytes
+                config.limits.max_request_body_bytes
             ),
         ),
         RelayFailure::SinkError(err) => ProxyError::new(

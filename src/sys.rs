@@ -89,7 +89,7 @@ pub fn idle_connection_unusable(fd: RawFd) -> bool {
     peek_peer(fd) != PeerState::Quiet
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it starts afterwards,
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 in the calling thread and every thread it starts afterwards,
 /// so that they queue for `wait_for_signal` instead of killing a worker mid-write.
 pub fn block_signals() -> io::Result<()> {
     let set = signal_set();
@@ -97,6 +97,36 @@ pub fn block_signals() -> io::Result<()> {
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Waits up to `limit` for one of the signals blocked by `block_signals`; returns its number, or
+/// `None` when none arrived in time.
+pub fn wait_for_signal_timeout(limit: std::time::Duration) -> io::Result<Option<i32>> {
+    let set = signal_set();
+    let timeout = libc::timespec {
+        tv_sec: limit.as_secs() as libc::time_t,
+        tv_nsec: limit.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` and `timeout` are initialised, and a null info pointer is allowed.
+    let signal = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+    if signal >= 0 {
+        return Ok(Some(signal));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+        _ => Err(err),
+    }
+}
+
+/// Shuts both directions of a socket down. On a listening socket this fails the pending
+/// accept. On a connection it wakes a pending read with an end of stream and sends a FIN.
+pub fn shutdown_socket(fd: RawFd) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket owned by the caller; shutdown does not close it.
+    if unsafe { libc::shutdown(fd, libc::SHUT_RDWR) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -123,6 +153,7 @@ fn signal_set() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         set
     }
 }
@@ -133,6 +164,7 @@ pub fn signal_name(signal: i32) -> &'static str {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
         libc::SIGHUP => "SIGHUP",
+        libc::SIGUSR1 => "SIGUSR1",
         _ => "signal",
     }
 }

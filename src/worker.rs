@@ -10,18 +10,24 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use monoio::net::{ListenerOpts, TcpListener};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{ListenerOpts, TcpListener, UnixStream};
 use tracing::{debug, error, info, warn};
 
+use crate::access_log::{self, AccessLog, AccessLogWriter};
 use crate::buffer::BufferPool;
 use crate::config::{Config, Driver, RelayMode};
+use crate::control::{self, Command, WorkerEnd, WorkerHandle, lock};
+use crate::generation::Generation;
 use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
-use crate::proxy::{TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
-use crate::sys::send_now;
+use crate::metrics::{WorkerMetrics, WorkerSnapshot};
+use crate::proxy::{ClientRegistry, TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
+use crate::sys::{send_now, shutdown_socket};
 use crate::upstream::Upstreams;
 
 /// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
@@ -34,6 +40,9 @@ pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// Listen backlog of each listener: the kernel's usual maximum (`net.core.somaxconn`), so bursts
 /// of connections queue instead of being refused while a worker is busy.
 pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// How often a draining worker checks whether its last connection has ended.
+pub const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The response to a connection over `limits.max_connections_per_worker`. It is ringway's own
 /// refusal, so 503 with Retry-After (RFC 9110 section 15.6.4).
@@ -75,22 +84,52 @@ pub struct Workers {
     /// The addresses the workers listen on, with any port 0 resolved to the real port.
     pub listen: Vec<SocketAddr>,
     pub threads: Vec<std::thread::JoinHandle<()>>,
+    pub driver: DriverKind,
+    /// The controller's ends of the workers' control channels, in worker order.
+    pub controls: Vec<WorkerHandle>,
+    /// The access log writer thread, when the access log is on.
+    pub access_log: Option<AccessLogWriter>,
+}
+
+/// The start-up inputs of a worker thread besides its configuration.
+struct WorkerStart {
+    worker: usize,
+    core: Option<usize>,
+    driver: DriverKind,
+    addresses: Vec<SocketAddr>,
+    control: WorkerEnd,
+    access_log: Option<AccessLog>,
+    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
 }
 
 /// Starts every worker and returns once all of them listen, or with the first start-up error.
 pub fn start(config: Arc<Config>) -> io::Result<Workers> {
     let driver = choose_driver(config.driver)?;
     let count = config.workers.count();
+    let (access_log, mut worker_logs) = match AccessLogWriter::start(&config.access_log, count)? {
+        Some((writer, logs)) => (Some(writer), logs.into_iter().map(Some).collect()),
+        None => (None, (0..count).map(|_| None).collect::<Vec<_>>()),
+    };
     let mut listen = config.listen.clone();
     let mut threads = Vec::with_capacity(count);
-    for worker in 0..count {
+    let mut controls = Vec::with_capacity(count);
+    for (worker, log) in worker_logs.iter_mut().enumerate() {
         let (ready_tx, ready_rx) = mpsc::channel();
         let worker_config = config.clone();
-        let addresses = listen.clone();
-        let core = config.workers.core_for(worker);
+        let (handle, control) = control::channel(worker)?;
+        controls.push(handle);
+        let start = WorkerStart {
+            worker,
+            core: config.workers.core_for(worker),
+            driver,
+            addresses: listen.clone(),
+            control,
+            access_log: log.take(),
+            ready: ready_tx,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("ringway-worker-{worker}"))
-            .spawn(move || run_worker(worker, core, driver, worker_config, addresses, ready_tx))?;
+            .spawn(move || run_worker(start, worker_config))?;
         // Worker 0 binds first, so that a port 0 becomes one real port that the other
         // workers then share through SO_REUSEPORT.
         match ready_rx.recv() {
@@ -104,28 +143,21 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
         }
         threads.push(thread);
     }
-    Ok(Workers { listen, threads })
+    Ok(Workers {
+        listen,
+        threads,
+        driver,
+        controls,
+        access_log,
+    })
 }
 
-fn run_worker(
-    worker: usize,
-    core: Option<usize>,
-    driver: DriverKind,
-    config: Arc<Config>,
-    addresses: Vec<SocketAddr>,
-    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
-) {
-    let pinned =
-        core.is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
-    let main = worker_main(
-        worker,
-        core,
-        pinned,
-        driver,
-        config.clone(),
-        addresses,
-        ready.clone(),
-    );
+fn run_worker(start: WorkerStart, config: Arc<Config>) {
+    let pinned = start
+        .core
+        .is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+    let (worker, driver, ready) = (start.worker, start.driver, start.ready.clone());
+    let main = worker_main(start, pinned, config.clone());
     let result = match driver {
         DriverKind::IoUring => {
             build_uring_runtime(worker, &config).map(|mut runtime| runtime.block_on(main))
@@ -177,15 +209,16 @@ fn build_uring_runtime(
     }
 }
 
-async fn worker_main(
-    worker: usize,
-    core: Option<usize>,
-    pinned: bool,
-    driver: DriverKind,
-    config: Arc<Config>,
-    addresses: Vec<SocketAddr>,
-    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
-) {
+async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
+    let WorkerStart {
+        worker,
+        core,
+        driver,
+        addresses,
+        control,
+        access_log,
+        ready,
+    } = start;
     let mut listeners = Vec::with_capacity(addresses.len());
     let mut bound = Vec::with_capacity(addresses.len());
     for addr in &addresses {
@@ -208,15 +241,36 @@ async fn worker_main(
             }
         }
     }
+    let control_socket = match control_socket(control.socket, driver) {
+        Ok(socket) => socket,
+        Err(err) => {
+            let _ = ready.send(Err(io::Error::new(
+                err.kind(),
+                format!("worker {worker}: registering the control channel failed: {err}"),
+            )));
+            return;
+        }
+    };
+    let upstreams = Upstreams::new(&config);
+    let metrics = WorkerMetrics::default();
+    let generation = Generation::new(1, config.clone(), &upstreams, &metrics);
     let ctx = Rc::new(WorkerContext {
         id: worker,
+        driver,
         panic_path: std::env::var_os(TEST_PANIC_PATH_ENV).map(|path| path.into_encoded_bytes()),
         splice: config.relay == RelayMode::Splice && driver == DriverKind::Epoll,
         pool: BufferPool::new(config.buffers.size_bytes, config.buffers.per_worker),
-        upstreams: RefCell::new(Upstreams::new(&config)),
+        upstreams: RefCell::new(upstreams),
+        generation: RefCell::new(Rc::new(generation)),
+        metrics,
+        access_log,
         connections: Cell::new(0),
+        clients: ClientRegistry::default(),
+        draining: Cell::new(false),
+        listener_fds: RefCell::new(listeners.iter().map(|l| l.as_raw_fd()).collect()),
         pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         client_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
+        upstream_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         pipes: RefCell::new(Vec::new()),
         config,
     });
@@ -236,12 +290,145 @@ async fn worker_main(
     let _ = ready.send(Ok(bound));
 
     monoio::spawn(reap_idle_upstreams(ctx.clone()));
+    monoio::spawn(serve_control(
+        ctx.clone(),
+        control_socket,
+        control.slots.clone(),
+    ));
+    if ctx.access_log.is_some() {
+        monoio::spawn(flush_access_log(ctx.clone()));
+    }
     let mut accept_loops = Vec::new();
     for listener in listeners {
         accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener)));
     }
     for accept in accept_loops {
         accept.await;
+    }
+
+    // The accept loops end only when the worker drains: wait for the connections in flight.
+    let open = &control.slots.open_connections;
+    while ctx.connections.get() > 0 {
+        open.store(ctx.connections.get(), Ordering::Relaxed);
+        monoio::time::sleep(DRAIN_POLL_INTERVAL).await;
+    }
+    open.store(0, Ordering::Relaxed);
+    if let Some(log) = &ctx.access_log {
+        log.flush(&ctx.metrics);
+    }
+    debug!(worker, "worker drained");
+}
+
+/// Registers the worker's end of its control channel with the worker's runtime. The epoll
+/// driver needs a non-blocking socket; the io_uring driver works with blocking sockets, as
+/// monoio's own sockets are on it.
+fn control_socket(
+    socket: std::os::unix::net::UnixStream,
+    driver: DriverKind,
+) -> io::Result<UnixStream> {
+    socket.set_nonblocking(driver == DriverKind::Epoll)?;
+    UnixStream::from_std(socket)
+}
+
+/// Carries out the commands of the control channel until the controller's end closes.
+async fn serve_control(
+    ctx: Rc<WorkerContext>,
+    mut socket: UnixStream,
+    slots: Arc<control::ControlSlots>,
+) {
+    let mut buf = Vec::with_capacity(1);
+    loop {
+        let (result, returned) = socket.read(buf).await;
+        buf = returned;
+        match result {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let Some(command) = Command::from_byte(buf[0]) else {
+            warn!(
+                worker = ctx.id,
+                byte = buf[0],
+                "unknown control command ignored"
+            );
+            continue;
+        };
+        match command {
+            Command::Reload => {
+                if let Some((number, config)) = lock(&slots.config).take() {
+                    apply_config(&ctx, number, config);
+                }
+            }
+            Command::Drain => start_drain(&ctx, &slots),
+            Command::Metrics => {
+                let snapshot = snapshot(&ctx);
+                *lock(&slots.snapshot) = Some(snapshot);
+            }
+        }
+        let (result, _) = socket.write_all(vec![command as u8]).await;
+        if result.is_err() {
+            return;
+        }
+    }
+}
+
+/// Makes `config` the worker's current generation. Requests in flight keep the generation they
+/// started with; idle upstream connections to servers still configured stay pooled.
+fn apply_config(ctx: &WorkerContext, number: u64, config: Arc<Config>) {
+    let closed = ctx.upstreams.borrow_mut().reconfigure(&config);
+    let generation = Generation::new(number, config, &ctx.upstreams.borrow(), &ctx.metrics);
+    *ctx.generation.borrow_mut() = Rc::new(generation);
+    debug!(
+        worker = ctx.id,
+        generation = number,
+        closed_idle_upstream = closed,
+        "switched to a reloaded configuration"
+    );
+}
+
+/// Stops accepting and closes idle client connections. Busy connections close after their
+/// current response (see `proxy`), and `worker_main` returns once none is left.
+fn start_drain(ctx: &WorkerContext, slots: &control::ControlSlots) {
+    if ctx.draining.replace(true) {
+        return;
+    }
+    slots
+        .open_connections
+        .store(ctx.connections.get(), Ordering::Relaxed);
+    // shutdown(2) makes the pending accept of each listener fail, so the accept loops end
+    // without ever dropping an accept in flight (see `accept_loop`).
+    for fd in ctx.listener_fds.borrow_mut().drain(..) {
+        if let Err(err) = shutdown_socket(fd) {
+            warn!(worker = ctx.id, error = %err, "shutting a listener down failed");
+        }
+    }
+    let closed_idle = ctx.clients.close_idle();
+    debug!(
+        worker = ctx.id,
+        closed_idle,
+        busy = ctx.connections.get() - closed_idle,
+        "worker draining"
+    );
+}
+
+fn snapshot(ctx: &WorkerContext) -> WorkerSnapshot {
+    let mut snapshot = ctx.metrics.snapshot();
+    snapshot.generation = ctx.generation.borrow().number;
+    let pool = ctx.pool.stats();
+    snapshot.gauges.client_connections_active = ctx.connections.get() as u64;
+    snapshot.gauges.client_connections_idle = ctx.clients.idle_count() as u64;
+    snapshot.gauges.upstream_connections_idle = ctx.upstreams.borrow().idle_count() as u64;
+    snapshot.gauges.buffers_in_use = pool.leased as u64;
+    snapshot.gauges.buffers_capacity = ctx.config.buffers.per_worker as u64;
+    snapshot.gauges.buffer_waits = pool.waits;
+    snapshot
+}
+
+async fn flush_access_log(ctx: Rc<WorkerContext>) {
+    loop {
+        monoio::time::sleep(access_log::FLUSH_INTERVAL).await;
+        if let Some(log) = &ctx.access_log {
+            log.flush(&ctx.metrics);
+        }
     }
 }
 
@@ -255,13 +442,18 @@ async fn reap_idle_upstreams(ctx: Rc<WorkerContext>) {
     }
 }
 
-/// Accepts connections forever. `accept` is never raced against a timer or another future:
-/// in monoio 0.2.4, dropping an accept whose operation already completed leaks the socket.
+/// Accepts connections until the worker drains. `accept` is never raced against a timer or
+/// another future: in monoio 0.2.4, dropping an accept whose operation already completed leaks
+/// the socket. Draining instead shuts the listening socket down, which fails the pending accept.
 async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
-    let max_connections = ctx.config.limits.max_connections_per_worker;
     let mut limit_log = RateLimitedLog::new(REPEATED_LOG_INTERVAL);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = listener.accept().await;
+        if ctx.draining.get() {
+            // A connection accepted just before the shutdown is closed with the listener.
+            return;
+        }
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 warn!(worker = ctx.id, error = %err, "accepting a connection failed; retrying shortly");
@@ -269,6 +461,12 @@ async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
                 continue;
             }
         };
+        let max_connections = ctx
+            .generation
+            .borrow()
+            .config
+            .limits
+            .max_connections_per_worker;
         if ctx.connections.get() >= max_connections {
             if let Some(suppressed) = limit_log.allow() {
                 warn!(

@@ -55,7 +55,7 @@ fn write_two_digits(out: &mut [u8], value: u64) {
 /// Converts days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar,
 /// using the era-based algorithm published by Howard Hinnant ("chrono-Compatible Low-Level Date
 /// Algorithms").
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);

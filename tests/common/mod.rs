@@ -78,7 +78,7 @@ pub fn config_for(upstream: SocketAddr, driver: Driver) -> Value {
 pub struct Ringway {
     pub addr: SocketAddr,
     process: ChildProcess,
-    _config: TempConfig,
+    config_file: TempConfig,
 }
 
 impl Ringway {
@@ -94,7 +94,7 @@ impl Ringway {
         Ringway {
             addr,
             process,
-            _config: config,
+            config_file: config,
         }
     }
 
@@ -110,7 +110,7 @@ impl Ringway {
         Ringway {
             addr,
             process,
-            _config: config,
+            config_file: config,
         }
     }
 
@@ -156,6 +156,68 @@ impl Ringway {
         fs::read_dir(&dir)
             .unwrap_or_else(|error| panic!("failed to list {dir}: {error}"))
             .count()
+    }
+
+    /// Sends `signal` (such as `libc::SIGHUP`) to this ringway process, by its PID.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.pid()).expect("PIDs fit in i32");
+        // SAFETY: kill only sends a signal. The PID is the child this harness started, and it
+        // is not reaped yet because `ChildProcess` reaps it only on drop.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}) failed: {}",
+            io::Error::last_os_error()
+        );
+    }
+
+    /// Replaces the config file ringway was started with, for a reload.
+    pub fn rewrite_config(&self, config: &Value) {
+        let text = serde_json::to_string_pretty(config).expect("failed to serialize the config");
+        let path = &self.config_file.path;
+        fs::write(path, text)
+            .unwrap_or_else(|error| panic!("failed to write {}: {error}", path.display()));
+    }
+
+    /// Waits up to `within` for a line of output that contains `text`; returns the line.
+    pub fn wait_for_log(&self, text: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) = self.logs().lines().find(|line| line.contains(text)) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(EXIT_POLL_INTERVAL);
+        }
+    }
+
+    /// Counts the lines of output that contain `text`.
+    pub fn count_log_lines(&self, text: &str) -> usize {
+        self.logs()
+            .lines()
+            .filter(|line| line.contains(text))
+            .count()
+    }
+
+    /// Returns the admin listener's address from the `served on ADDR` log line. Panics when
+    /// the line does not appear within `TIMEOUT`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_for_log("admin endpoints", TIMEOUT)
+            .unwrap_or_else(|| panic!("no admin log line; output:\n{}", self.logs()));
+        let (_, rest) = line.split_once("served on ").expect("`served on ADDR`");
+        rest.split_whitespace()
+            .next()
+            .and_then(|token| token.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
+    /// Waits up to `within` for ringway to exit and returns its status.
+    pub fn wait_for_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.process.wait_for_exit(within)
     }
 
     /// Returns the exit status if ringway has exited, without waiting.
