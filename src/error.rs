@@ -47,6 +47,13 @@ pub enum Kind {
     VersionNotSupported,
     /// No route matches: 404.
     NoRoute,
+    /// The route's allow and deny lists reject the client address: 403.
+    Forbidden,
+    /// The client went over the route's rate limit: 429.
+    RateLimited,
+    /// Every server of the upstream is ejected, failing its health checks or behind an open
+    /// circuit breaker: 503.
+    NoAvailableServer,
     /// The client sent nothing, or not the whole head, in time: 408 if it started a request.
     ClientTimeout,
     /// The client closed or reset its connection.
@@ -83,13 +90,16 @@ impl ProxyError {
             | Kind::ExpectationFailed
             | Kind::VersionNotSupported
             | Kind::ClientTimeout
-            | Kind::ClientClosed => Side::Client,
+            | Kind::ClientClosed
+            | Kind::Forbidden
+            | Kind::RateLimited => Side::Client,
             Kind::MethodNotImplemented | Kind::NoRoute => Side::Internal,
             Kind::ConnectFailed
             | Kind::ConnectTimeout
             | Kind::UpstreamTimeout
             | Kind::UpstreamClosed
-            | Kind::InvalidResponse => Side::Upstream,
+            | Kind::InvalidResponse
+            | Kind::NoAvailableServer => Side::Upstream,
         };
         ProxyError {
             kind,
@@ -120,6 +130,9 @@ impl ProxyError {
             Kind::ExpectationFailed => (417, "Expectation Failed"),
             Kind::VersionNotSupported => (505, "HTTP Version Not Supported"),
             Kind::NoRoute => (404, "Not Found"),
+            Kind::Forbidden => (403, "Forbidden"),
+            Kind::RateLimited => (429, "Too Many Requests"),
+            Kind::NoAvailableServer => (503, "Service Unavailable"),
             Kind::ClientTimeout => (408, "Request Timeout"),
             Kind::ClientClosed => return None,
             Kind::ConnectFailed | Kind::UpstreamClosed | Kind::InvalidResponse => {
@@ -143,6 +156,7 @@ impl ProxyError {
                 "the upstream server closed the connection without a complete response"
             }
             Kind::InvalidResponse => "the upstream server sent an invalid response",
+            Kind::NoAvailableServer => "no upstream server is available; try again later",
             _ => &self.detail,
         }
     }

@@ -5,6 +5,7 @@
 //! The same build runs once at load time to validate the parts that `config` stores as text
 //! (templates, CIDRs, header rules), so a file that loads always builds on every worker.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -14,20 +15,27 @@ use crate::routing::rewrite::{PathRewrite, QueryRules, StripPrefix, TargetRewrit
 use crate::routing::table::{HostPattern, PathMatch, RouteSpec, RouteTable};
 use crate::routing::template::PathTemplate;
 use crate::traffic::acl::Acl;
-use crate::traffic::balance::{Balancer, Policy, ServerInfo};
-use crate::traffic::breaker::{BreakerParams, CircuitBreaker};
+use crate::traffic::balance::{Balancer, Pick, PickRequest, Policy, ServerInfo};
+use crate::traffic::breaker::{BreakerParams, BreakerState, CircuitBreaker};
 use crate::traffic::health::{ActiveHealth, PassiveHealth, PassiveHealthParams, ServerHealth};
 use crate::traffic::limiter::{KeyedLimiter, LimitParams};
 use crate::traffic::retry::RetryBudget;
 
-/// The gateway state of one worker.
+/// The gateway state of one worker. The table and the per-route rules never change after
+/// the build, so requests borrow them across awaits. The state that requests update sits in
+/// `RefCell`s that are borrowed only between awaits.
 pub struct Gateway {
     pub table: RouteTable,
     /// Per route, in file order (the indexes `RouteTable::find` returns).
     pub routes: Vec<RouteRuntime>,
+    /// Per route, its rate limiter if it has one.
+    pub limiters: RefCell<Vec<Option<RouteLimiter>>>,
     /// Per upstream, in the order of `Config::upstreams`.
-    pub upstreams: Vec<UpstreamRuntime>,
-    pub request_ids: RequestIdGenerator,
+    pub upstreams: RefCell<Vec<UpstreamRuntime>>,
+    /// Per upstream, the sticky-session cookie name and Max-Age in seconds, outside the
+    /// `RefCell` so that a response can borrow them across awaits.
+    pub sticky_cookies: Vec<Option<(Box<[u8]>, u64)>>,
+    pub request_ids: RefCell<RequestIdGenerator>,
 }
 
 /// What a matched route does to its requests.
@@ -39,7 +47,6 @@ pub struct RouteRuntime {
     pub response_headers: HeaderRules,
     /// `None` when the route has no allow or deny entry.
     pub acl: Option<Acl>,
-    pub limiter: Option<RouteLimiter>,
     /// The global timeouts with the route's overrides applied.
     pub timeouts: config::Timeouts,
     /// The request id header of this route.
@@ -80,19 +87,61 @@ impl UpstreamRuntime {
                 .is_none_or(|breakers| breakers[server].would_allow(now))
     }
 
-    /// Records the outcome of a request to `server`; returns whether a failure ejected it.
-    pub fn record(&mut self, server: usize, ok: bool, now: Instant) -> bool {
+    /// Picks a server for `request` among the available ones other than `exclude`, counts it as
+    /// started, and takes a trial of its circuit breaker if that is half-open.
+    pub fn choose(
+        &mut self,
+        request: &PickRequest<'_>,
+        exclude: Option<usize>,
+        now: Instant,
+    ) -> Option<Pick> {
+        let UpstreamRuntime {
+            balancer,
+            health,
+            breakers,
+            ..
+        } = self;
+        let available = |server: usize| {
+            Some(server) != exclude
+                && health[server].is_available(now)
+                && breakers
+                    .as_ref()
+                    .is_none_or(|breakers| breakers[server].would_allow(now))
+        };
+        let pick = balancer.pick(request, available)?;
+        if let Some(breakers) = breakers.as_mut() {
+            // `would_allow` said yes a moment ago, so this only counts the trial.
+            breakers[pick.server].allow(now);
+        }
+        balancer.started(pick.server);
+        Some(pick)
+    }
+
+    /// Records the outcome of a request to `server` in its passive health and its breaker.
+    pub fn record(&mut self, server: usize, ok: bool, now: Instant) -> Recorded {
+        let mut recorded = Recorded::default();
         if let Some(breakers) = self.breakers.as_mut() {
+            let was_open = breakers[server].state() == BreakerState::Open;
             breakers[server].record(ok, now);
+            recorded.breaker_opened = !was_open && breakers[server].state() == BreakerState::Open;
         }
         let passive = &mut self.health[server].passive;
         if ok {
             passive.record_success(now);
-            false
         } else {
-            passive.record_failure(now)
+            recorded.ejected = passive.record_failure(now);
         }
+        recorded
     }
+}
+
+/// What recording one outcome changed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recorded {
+    /// The failure ejected the server.
+    pub ejected: bool,
+    /// The failure opened the server's circuit breaker.
+    pub breaker_opened: bool,
 }
 
 /// Builds the gateway state of worker `worker` (one of `workers`), or returns every problem
@@ -104,11 +153,13 @@ pub fn build(config: &Config, worker: usize) -> Result<Gateway, Vec<ConfigError>
 
     let mut specs = Vec::with_capacity(config.routes.len());
     let mut routes = Vec::with_capacity(config.routes.len());
+    let mut limiters = Vec::with_capacity(config.routes.len());
     for (index, route) in config.routes.iter().enumerate() {
         match build_route(config, route, index, workers) {
-            Ok((spec, runtime)) => {
+            Ok((spec, runtime, limiter)) => {
                 specs.push(spec);
                 routes.push(runtime);
+                limiters.push(limiter);
             }
             Err(mut route_errors) => errors.append(&mut route_errors),
         }
@@ -126,11 +177,17 @@ pub fn build(config: &Config, worker: usize) -> Result<Gateway, Vec<ConfigError>
         return Err(errors);
     }
     let seed = crate::routing::headers::random_seed();
+    let sticky_cookies = upstreams
+        .iter()
+        .map(|upstream: &UpstreamRuntime| upstream.sticky.clone())
+        .collect();
     Ok(Gateway {
+        sticky_cookies,
         table: RouteTable::new(specs),
         routes,
-        upstreams,
-        request_ids: RequestIdGenerator::new(seed, worker as u16),
+        limiters: RefCell::new(limiters),
+        upstreams: RefCell::new(upstreams),
+        request_ids: RefCell::new(RequestIdGenerator::new(seed, worker as u16)),
     })
 }
 
@@ -155,7 +212,7 @@ fn build_route(
     route: &config::Route,
     index: usize,
     workers: usize,
-) -> Result<(RouteSpec, RouteRuntime), Vec<ConfigError>> {
+) -> Result<(RouteSpec, RouteRuntime, Option<RouteLimiter>), Vec<ConfigError>> {
     let at = |key: &str| format!("routes[{index}].{key}");
     let mut errors = Vec::new();
 
@@ -314,12 +371,11 @@ fn build_route(
         request_headers,
         response_headers,
         acl,
-        limiter,
         timeouts,
         request_id_header: request_id_header.as_bytes().into(),
         generate_request_id: config.request_id.generate,
     };
-    Ok((spec, runtime))
+    Ok((spec, runtime, limiter))
 }
 
 /// The limiter key of a whitelist entry: an address in the form `limiter::address_key` uses

@@ -6,10 +6,10 @@
 //! must survive a reload (idle upstream connections, counters) lives outside, keyed by address
 //! or name, and a generation only holds indexes into it.
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::gateway::{self, Gateway};
 use crate::metrics::WorkerMetrics;
 use crate::upstream::{ServerId, Upstreams};
 
@@ -18,8 +18,6 @@ pub struct Generation {
     /// 1 for the configuration ringway started with, one more per successful reload.
     pub number: u64,
     pub config: Arc<Config>,
-    /// Round-robin position per upstream group.
-    next_server: Vec<Cell<usize>>,
     /// Idle pool index in `Upstreams`, per upstream group and server.
     pools: Vec<Vec<usize>>,
     /// Index into `WorkerMetrics::routes` per route.
@@ -28,6 +26,8 @@ pub struct Generation {
     pub upstream_metrics: Vec<usize>,
     /// Route names for logs and metrics, per route.
     pub route_names: Vec<String>,
+    /// Routing, rewriting, balancing and traffic control for this configuration.
+    pub gateway: Gateway,
 }
 
 impl Generation {
@@ -38,7 +38,13 @@ impl Generation {
         config: Arc<Config>,
         upstreams: &Upstreams,
         metrics: &WorkerMetrics,
+        worker: usize,
     ) -> Generation {
+        // `config::parse` ran the same build, so a loaded configuration always builds.
+        let gateway = match gateway::build(&config, worker) {
+            Ok(gateway) => gateway,
+            Err(errors) => panic!("a validated configuration failed to build: {errors:?}"),
+        };
         let pools = config
             .upstreams
             .iter()
@@ -50,7 +56,11 @@ impl Generation {
                     .collect()
             })
             .collect();
-        let route_names: Vec<String> = (0..config.routes.len()).map(route_name).collect();
+        let route_names: Vec<String> = config
+            .routes
+            .iter()
+            .map(|route| route.name.clone())
+            .collect();
         let route_metrics = config
             .routes
             .iter()
@@ -64,34 +74,21 @@ impl Generation {
             .collect();
         Generation {
             number,
-            next_server: config.upstreams.iter().map(|_| Cell::new(0)).collect(),
             pools,
             route_metrics,
             upstream_metrics,
             route_names,
+            gateway,
             config,
         }
     }
 
-    /// Picks the next server of a group in round-robin order.
-    pub fn pick(&self, group: usize) -> ServerId {
-        let next = &self.next_server[group];
-        let pools = &self.pools[group];
-        let server = next.get() % pools.len();
-        next.set(next.get().wrapping_add(1));
+    /// Returns the id of server `server` of upstream group `group`, with its idle pool.
+    pub fn server_id(&self, group: usize, server: usize) -> ServerId {
         ServerId {
             group,
             server,
-            pool: pools[server],
+            pool: self.pools[group][server],
         }
     }
-}
-
-/// Returns the name of route `index` in logs and metrics: "route N", counting from 0 in file
-/// order.
-///
-/// TODO: use the route's "name" key once routes have one; until then a reload that inserts a
-/// route before others renames those that follow it.
-pub fn route_name(index: usize) -> String {
-    format!("route {index}")
 }

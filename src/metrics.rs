@@ -99,8 +99,7 @@ pub struct RouteMetrics {
     pub upstream: String,
     /// Requests per `STATUS_CLASSES` entry.
     pub requests: [Cell<u64>; STATUS_CLASSES.len()],
-    /// Requests a rate limiter rejected. Nothing increments it yet: it is exported now so that
-    /// dashboards can be built before limiters exist.
+    /// Requests the route's rate limiter rejected.
     pub limiter_rejections: Cell<u64>,
 }
 
@@ -114,9 +113,9 @@ pub struct UpstreamMetrics {
     pub pool_hits: Cell<u64>,
     /// Requests that had to open a new connection.
     pub pool_misses: Cell<u64>,
-    /// The counters below are exported with 0 until balancers, health checks and circuit
-    /// breakers exist and increment them.
+    /// Attempts sent to another server after a connect failure.
     pub retries: Cell<u64>,
+    /// Servers ejected by passive health checks.
     pub ejections: Cell<u64>,
     pub breaker_opens: Cell<u64>,
 }

@@ -12,6 +12,7 @@
 //! the one place that turns it into the client's response and a log line.
 
 use std::cell::{Cell, RefCell};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::pin;
@@ -30,12 +31,19 @@ use crate::config::Config;
 use crate::error::{Kind, ProxyError, Side, shown};
 use crate::generation::Generation;
 use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
-use crate::http::forward::{self, ClientFraming, RequestContext};
+use crate::config::{ClientKey, Timeouts};
+use crate::gateway;
+use crate::http::forward::{self, ClientFraming, RequestContext, ResponseExtras};
+use crate::routing::headers::{MAX_REQUEST_ID_LEN, REQUEST_ID_LEN, Vars};
+use crate::routing::rewrite::{Normalized, normalize_path};
+use crate::routing::template::Captures;
+use crate::traffic::balance::{PickRequest, find_cookie};
+use crate::traffic::limiter::{address_key, write_rate_limit_headers};
+use crate::traffic::retry::{FailureStage, retryable};
 use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
 use crate::logging::RateLimitedLog;
 use crate::metrics::{self, WorkerMetrics};
 use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
-use crate::route::find_route;
 use crate::sys::{PeerState, Pipe, StreamWatcher, peek_peer, shutdown_socket, split_stream};
 use crate::tunnel;
 use crate::upstream::{self, UpstreamConnection, Upstreams};
@@ -269,6 +277,12 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
         idle_buf: Vec::with_capacity(IDLE_READ_BYTES),
         is_head: false,
         served: 0,
+        captures: Captures::new(),
+        path_buf: Vec::new(),
+        path_rewritten: false,
+        scratch: Scratch::default(),
+        error_fields: Vec::new(),
+        timeouts: Timeouts::default(),
     };
     client.run().await;
     debug!(client = %peer, requests = client.served, "client connection closed");
@@ -301,6 +315,93 @@ struct Client {
     /// The current request is a HEAD request, so an error response has no body.
     is_head: bool,
     served: u64,
+    /// The captures of the matched route's path template.
+    captures: Captures,
+    /// The request path with dot segments removed, when that changed it.
+    path_buf: Vec<u8>,
+    /// `path_buf` holds the path routes match, not the received one.
+    path_rewritten: bool,
+    /// Per-request byte buffers that outlive the inbound buffer, reused across requests.
+    scratch: Scratch,
+    /// Extra header lines for ringway's own error response (Retry-After, RateLimit-*).
+    error_fields: Vec<u8>,
+    /// The timeouts of the matched route.
+    timeouts: Timeouts,
+}
+
+/// Bytes an exchange needs after the inbound buffer may have gone back to the pool. They live
+/// in the connection, so they stop allocating once they fit the largest request seen.
+#[derive(Default)]
+struct Scratch {
+    /// The rewritten upstream target.
+    target: Vec<u8>,
+    /// The request authority, for the `{host}` placeholder of response rules.
+    host: Vec<u8>,
+    /// The request id sent upstream and back to the client.
+    request_id: Vec<u8>,
+    /// The sticky-session cookie value to set on the response.
+    cookie: Vec<u8>,
+}
+
+/// Counts a request as in flight to one server for the balancer, until dropped.
+struct InFlight {
+    generation: Rc<Generation>,
+    group: usize,
+    server: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut upstreams = self.generation.gateway.upstreams.borrow_mut();
+        upstreams[self.group].balancer.finished(self.server);
+    }
+}
+
+/// Returns the first value of header `name` in a request.
+fn header_value<'b>(request: &RequestHead, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+    request
+        .fields
+        .iter()
+        .find(|field| field.name.of(buf).eq_ignore_ascii_case(name))
+        .map(|field| field.value.of(buf))
+}
+
+/// Returns what the upstream's balancer may use from a request: the hash key and the sticky
+/// cookie.
+fn pick_request<'b>(
+    upstream: &gateway::UpstreamRuntime,
+    request: &RequestHead,
+    buf: &'b [u8],
+    address: &'b [u8; 16],
+) -> PickRequest<'b> {
+    let hash_key = match &upstream.hash_key {
+        Some(ClientKey::ClientAddress) => Some(&address[..]),
+        Some(ClientKey::Header(name)) => header_value(request, buf, name.as_bytes()),
+        None => None,
+    };
+    let sticky = upstream.sticky.as_ref().and_then(|(name, _)| {
+        request
+            .fields
+            .iter()
+            .filter(|field| field.name.of(buf).eq_ignore_ascii_case(b"cookie"))
+            .find_map(|field| find_cookie(field.value.of(buf), name))
+    });
+    PickRequest { hash_key, sticky }
+}
+
+/// Returns the query of a request target, without its '?'.
+fn query_of(target: &[u8]) -> Option<&[u8]> {
+    let at = target.iter().position(|&byte| byte == b'?')?;
+    Some(&target[at + 1..])
+}
+
+/// Returns the path routes match: "/" for an absolute-form target without a path and for
+/// "OPTIONS *" (RFC 9110 section 4.2.3), which concerns the server as a whole.
+fn routed_path<'b>(request: &RequestHead, buf: &'b [u8]) -> &'b [u8] {
+    match request.path.of(buf) {
+        b"" | b"*" => b"/",
+        path => path,
+    }
 }
 
 impl Drop for Client {
@@ -594,102 +695,350 @@ impl Client {
         let Some(buffers) = self.buffers.as_ref() else {
             return Next::Close;
         };
-        let buf = &buffers.inbound[..];
-        let request = &self.request;
-        self.record.bytes_received = request.head_len as u64;
-        let generation = self.generation.clone();
-        let config = &generation.config;
-        // An absolute-form target with no path means "/" (RFC 9110 section 4.2.3), and "OPTIONS *"
-        // concerns the server as a whole, so both match routes as "/".
-        let path = match request.path.of(buf) {
-            b"" | b"*" => &b"/"[..],
-            path => path,
-        };
+        self.record.bytes_received = self.request.head_len as u64;
+        self.error_fields.clear();
+        let path = routed_path(&self.request, &buffers.inbound);
         if self.ctx.panic_path.as_deref() == Some(path) {
             panic!("{TEST_PANIC_PATH_ENV} matched the request path");
         }
-        let route = find_route(
-            &config.routes,
+        match self.route_request() {
+            Ok(route) => {
+                self.timeouts = self.generation.gateway.routes[route].timeouts;
+                self.exchange(route).await
+            }
+            Err(err) => {
+                self.respond_error(&err, None).await;
+                Next::Close
+            }
+        }
+    }
+
+    /// Finds the request's route and applies its checks that need no I/O: the access list, the
+    /// rate limit and the body size limit.
+    fn route_request(&mut self) -> Result<usize, ProxyError> {
+        let Some(buffers) = self.buffers.as_ref() else {
+            return Err(ProxyError::new(Kind::ClientClosed, "no request in progress"));
+        };
+        let buf = &buffers.inbound[..];
+        let request = &self.request;
+        let generation = &self.generation;
+        let gateway = &generation.gateway;
+        let path = routed_path(request, buf);
+
+        // Routes match the path with its dot segments resolved, so "/public/../admin" is matched
+        // (and forwarded) as "/admin", the path the upstream would serve.
+        self.path_buf.clear();
+        self.path_rewritten = match normalize_path(path, &mut self.path_buf) {
+            Ok(Normalized::Unchanged) => false,
+            Ok(Normalized::Rewritten) => true,
+            Err(problem) => {
+                return Err(ProxyError::bad_request(format!(
+                    "invalid request path {}: {problem}",
+                    shown(path)
+                )));
+            }
+        };
+        let match_path: &[u8] = if self.path_rewritten {
+            &self.path_buf
+        } else {
+            path
+        };
+        self.captures.clear();
+        let route = gateway.table.find(
             request.authority(buf),
             request.method(buf),
-            path,
+            match_path,
+            |name| header_value(request, buf, name),
+            &mut self.captures,
         );
         let Some(route) = route else {
-            let err = ProxyError::new(
+            return Err(ProxyError::new(
                 Kind::NoRoute,
                 format!(
                     "no route matches {} {}",
                     String::from_utf8_lossy(request.method(buf)),
                     shown(request.target.of(buf))
                 ),
-            );
-            self.respond_error(&err, None).await;
-            return Next::Close;
+            ));
         };
         self.record.route = Some(route);
+        let runtime = &gateway.routes[route];
+        let client_ip = self.peer.ip();
+
+        if let Some(acl) = &runtime.acl {
+            if !acl.permits(client_ip) {
+                return Err(ProxyError::new(
+                    Kind::Forbidden,
+                    format!(
+                        "client address {client_ip} is not allowed on route {:?}",
+                        generation.route_names[route]
+                    ),
+                ));
+            }
+        }
+
+        if let Some(limiter) = gateway.limiters.borrow_mut()[route].as_mut() {
+            let address = address_key(client_ip);
+            // A request without the key header is counted by its address, so leaving the header
+            // out is no way around the limit.
+            let key = match &limiter.key {
+                ClientKey::ClientAddress => &address[..],
+                ClientKey::Header(name) => {
+                    header_value(request, buf, name.as_bytes()).unwrap_or(&address[..])
+                }
+            };
+            let decision = limiter.limiter.check(key, Instant::now());
+            if !decision.allowed {
+                write_rate_limit_headers(&decision, &mut self.error_fields);
+                if let Some(counters) = self.ctx.metrics.routes.borrow().get(generation.route_metrics[route]) {
+                    metrics::add(&counters.limiter_rejections, 1);
+                }
+                return Err(ProxyError::new(
+                    Kind::RateLimited,
+                    format!(
+                        "rate limit of route {:?} reached; retry after {} s",
+                        generation.route_names[route], decision.retry_after_secs
+                    ),
+                ));
+            }
+        }
+
         if let Some(BodyKind::Length(length)) = request.body {
-            let max = config.limits.max_request_body_bytes;
+            let max = generation.config.limits.max_request_body_bytes;
             if length > max {
-                let err = ProxyError::new(
+                return Err(ProxyError::new(
                     Kind::BodyTooLarge,
                     format!(
                         "Content-Length {length} is over the limit of {max} bytes; send less or raise limits.max_request_body_bytes"
                     ),
-                );
+                ));
+            }
+        }
+        Ok(route)
+    }
+
+    /// Sends the request to a server of the route's upstream and relays the response.
+    async fn exchange(&mut self, route: usize) -> Next {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let next = self.exchange_with(route, &mut scratch).await;
+        self.scratch = scratch;
+        next
+    }
+
+    /// Prepares the upstream target, request id and server choice, then runs attempts until
+    /// one answers or no retry is left.
+    async fn exchange_with(&mut self, route: usize, scratch: &mut Scratch) -> Next {
+        let generation = self.generation.clone();
+        let config = &generation.config;
+        let gateway = &generation.gateway;
+        let runtime = &gateway.routes[route];
+        let group = runtime.upstream;
+        let now = Instant::now();
+        let Some(buffers) = self.buffers.as_ref() else {
+            return Next::Close;
+        };
+        let buf = &buffers.inbound[..];
+        let request = &self.request;
+
+        // The upstream target: the received one unless normalization or the route changed it.
+        let rewritten = self.path_rewritten || !runtime.target.is_identity();
+        if rewritten {
+            let match_path: &[u8] = if self.path_rewritten {
+                &self.path_buf
+            } else {
+                routed_path(request, buf)
+            };
+            scratch.target.clear();
+            let query = query_of(request.target.of(buf));
+            let written =
+                runtime
+                    .target
+                    .write_target(match_path, &self.captures, query, &mut scratch.target);
+            if let Err(problem) = written {
+                let err = ProxyError::bad_request(format!(
+                    "request path {} cannot be rewritten: {problem}",
+                    shown(match_path)
+                ));
                 self.respond_error(&err, None).await;
                 return Next::Close;
             }
         }
-        let group = config.routes[route].upstream;
-        self.exchange(group).await
+
+        scratch.request_id.clear();
+        let received_id = header_value(request, buf, &runtime.request_id_header);
+        if runtime.generate_request_id {
+            let mut generated = [0u8; REQUEST_ID_LEN];
+            let mut ids = gateway.request_ids.borrow_mut();
+            let id = ids.accept_or_generate(received_id, &mut generated);
+            scratch.request_id.extend_from_slice(id);
+        } else if let Some(id) = received_id.filter(|id| id.len() <= MAX_REQUEST_ID_LEN) {
+            scratch.request_id.extend_from_slice(id);
+        }
+        scratch.host.clear();
+        scratch
+            .host
+            .extend_from_slice(request.authority(buf).unwrap_or(b""));
+
+        let address = address_key(self.peer.ip());
+        let pick = {
+            let mut upstreams = gateway.upstreams.borrow_mut();
+            let upstream = &mut upstreams[group];
+            let pick_request = pick_request(upstream, request, buf, &address);
+            let pick = upstream.choose(&pick_request, None, now);
+            if let Some(pick) = pick {
+                upstream.budget.record_request(now);
+                scratch.cookie.clear();
+                if pick.set_cookie {
+                    scratch
+                        .cookie
+                        .extend_from_slice(upstream.balancer.cookie_value(pick.server));
+                }
+            } else {
+                let wait = gateway::retry_after(upstream, now);
+                self.error_fields.clear();
+                let _ = write!(self.error_fields, "Retry-After: {wait}\r\n");
+            }
+            pick
+        };
+        let Some(pick) = pick else {
+            let err = ProxyError::new(
+                Kind::NoAvailableServer,
+                format!(
+                    "no server of upstream {:?} is available (ejected, failing health checks or behind an open circuit breaker)",
+                    config.upstreams[group].name
+                ),
+            );
+            self.respond_error(&err, None).await;
+            return Next::Close;
+        };
+        let mut in_flight = InFlight {
+            generation: generation.clone(),
+            group,
+            server: pick.server,
+        };
+        self.attempts(route, scratch, &mut in_flight, rewritten).await
     }
 
-    /// Sends the request to an upstream of `group` and relays the response.
-    async fn exchange(&mut self, group: usize) -> Next {
+    /// Runs the attempts of an exchange, starting with the server in `in_flight`.
+    async fn attempts(
+        &mut self,
+        route: usize,
+        scratch: &Scratch,
+        in_flight: &mut InFlight,
+        rewritten: bool,
+    ) -> Next {
         let ctx = self.ctx.clone();
         let generation = self.generation.clone();
         let config = &generation.config;
+        let gateway = &generation.gateway;
+        let runtime = &gateway.routes[route];
+        let group = runtime.upstream;
         let (Some(mut buffers), Some(stream)) = (self.buffers.take(), self.stream.take()) else {
             return Next::Close;
         };
-        let server_id = generation.pick(group);
-        let server = &config.upstreams[group].servers[server_id.server];
-        self.record.upstream = Some(server.addr);
-        self.record.upstream_group = Some(group);
         let upstream_metrics = generation.upstream_metrics[group];
         let request_body = self.request.body.unwrap_or(BodyKind::None);
         let bodiless = matches!(request_body, BodyKind::None | BodyKind::Length(0));
         let retry_allowed = bodiless && self.request.is_idempotent(&buffers.inbound);
 
-        let context = RequestContext {
-            client_ip: self.peer.ip(),
-            upstream_authority: &server.authority,
+        let mut ip = [0u8; 48];
+        let ip_len = forward::ip_text(self.peer.ip(), &mut ip);
+        let vars = Vars {
+            client_addr: &ip[..ip_len],
+            host: &scratch.host,
+            scheme: b"http",
+            route: &runtime.name,
+            request_id: &scratch.request_id,
         };
-        let limit = buffers.upstream.capacity();
-        buffers.upstream.clear();
-        if let Err(err) = forward::write_request_head(
-            &mut buffers.upstream,
-            limit,
-            &buffers.inbound,
-            &self.request,
-            &context,
-        ) {
-            self.stream = Some(stream);
-            self.buffers = Some(buffers);
-            self.respond_error(&err, None).await;
-            return Next::Close;
-        }
-        let request_head_len = buffers.upstream.len();
+        let request_id = (!scratch.request_id.is_empty())
+            .then_some((&runtime.request_id_header[..], &scratch.request_id[..]));
+        let extras = ResponseExtras {
+            rules: (!runtime.response_headers.is_empty())
+                .then_some((&runtime.response_headers, vars)),
+            request_id,
+            set_cookie: gateway.sticky_cookies[group]
+                .as_ref()
+                .filter(|_| !scratch.cookie.is_empty())
+                .map(|(name, max_age)| (&name[..], &scratch.cookie[..], *max_age)),
+        };
 
-        let mut client = Some(stream);
+        let mut server_index = in_flight.server;
         let mut attempt = 0;
+        let mut retries = 0;
+        let mut client = Some(stream);
         loop {
             attempt += 1;
+            let server = &config.upstreams[group].servers[server_index];
+            let server_id = generation.server_id(group, server_index);
+            self.record.upstream = Some(server.addr);
+            self.record.upstream_group = Some(group);
+            let context = RequestContext {
+                client_ip: self.peer.ip(),
+                upstream_authority: &server.authority,
+                target: rewritten.then_some(&scratch.target[..]),
+                rules: (!runtime.request_headers.is_empty())
+                    .then_some((&runtime.request_headers, vars)),
+                request_id,
+            };
+            buffers.upstream.clear();
+            let limit = buffers.upstream.capacity();
+            if let Err(err) = forward::write_request_head(
+                &mut buffers.upstream,
+                limit,
+                &buffers.inbound,
+                &self.request,
+                &context,
+            ) {
+                self.stream = client.take();
+                self.buffers = Some(buffers);
+                self.respond_error(&err, None).await;
+                return Next::Close;
+            }
+            let request_head_len = buffers.upstream.len();
+
             let fresh_only = attempt > 1;
             self.record.upstream_started = Some(Instant::now());
             let connection = match self.connect(server_id, server.addr, fresh_only).await {
                 Ok(connection) => connection,
                 Err(err) => {
+                    let stage = if err.kind == Kind::ConnectTimeout {
+                        FailureStage::ConnectTimeout
+                    } else {
+                        FailureStage::ConnectFailed
+                    };
+                    let now = Instant::now();
+                    let next = {
+                        let mut upstreams = gateway.upstreams.borrow_mut();
+                        let upstream = &mut upstreams[group];
+                        let recorded = upstream.record(server_index, false, now);
+                        self.count_recorded(upstream_metrics, recorded, server.addr);
+                        let may_retry = retries < upstream.retries
+                            && retryable(self.request.method(&buffers.inbound), stage)
+                            && upstream.budget.can_retry(now);
+                        if may_retry {
+                            let address = address_key(self.peer.ip());
+                            let pick_request =
+                                pick_request(upstream, &self.request, &buffers.inbound, &address);
+                            upstream.choose(&pick_request, Some(server_index), now)
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(next) = next {
+                        debug!(client = %self.peer, upstream = %server.addr, error = %err, "connecting failed; retrying on another server");
+                        ctx.metrics.with_upstream(upstream_metrics, |counters| {
+                            metrics::add(&counters.retries, 1);
+                        });
+                        // The new server is counted as started by `choose`; the old one ends.
+                        let previous = std::mem::replace(&mut in_flight.server, next.server);
+                        gateway.upstreams.borrow_mut()[group]
+                            .balancer
+                            .finished(previous);
+                        server_index = next.server;
+                        retries += 1;
+                        attempt = 0;
+                        continue;
+                    }
                     self.stream = client.take();
                     self.buffers = Some(buffers);
                     self.respond_error(&err, Some(server.addr)).await;
@@ -713,11 +1062,23 @@ impl Client {
                     buffers,
                     server.addr,
                     request_head_len,
+                    &extras,
                 )
                 .await;
             active.set(active.get() - 1);
             match outcome {
-                Exchanged::Done(next) => return next,
+                Exchanged::Done(next) => {
+                    // ringway's own 502 and 504, and the same statuses from the upstream, count
+                    // against the server; a request that ended without a status counts neither way.
+                    let status = self.record.status;
+                    if status != 0 {
+                        let ok = !matches!(status, 502..=504);
+                        let mut upstreams = gateway.upstreams.borrow_mut();
+                        let recorded = upstreams[group].record(server_index, ok, Instant::now());
+                        self.count_recorded(upstream_metrics, recorded, server.addr);
+                    }
+                    return next;
+                }
                 Exchanged::RetryFresh {
                     stream,
                     buffers: returned,
@@ -726,21 +1087,6 @@ impl Client {
                     debug!(client = %self.peer, upstream = %server.addr, "pooled upstream connection was closed; retrying on a new one");
                     client = Some(stream);
                     buffers = returned;
-                    // The failed attempt may have read into the upstream buffer, so the head is
-                    // written into it again.
-                    buffers.upstream.clear();
-                    let limit = buffers.upstream.capacity();
-                    if forward::write_request_head(
-                        &mut buffers.upstream,
-                        limit,
-                        &buffers.inbound,
-                        &self.request,
-                        &context,
-                    )
-                    .is_err()
-                    {
-                        return Next::Close;
-                    }
                 }
                 Exchanged::RetryFresh {
                     stream,
@@ -760,6 +1106,25 @@ impl Client {
         }
     }
 
+    /// Counts and logs what recording an outcome changed.
+    fn count_recorded(
+        &self,
+        upstream_metrics: usize,
+        recorded: gateway::Recorded,
+        server: SocketAddr,
+    ) {
+        if recorded.ejected {
+            warn!(worker = self.ctx.id, upstream = %server, "server ejected after repeated failures; it gets requests again after its back-off");
+        }
+        if recorded.breaker_opened {
+            warn!(worker = self.ctx.id, upstream = %server, "circuit breaker opened; the server gets no requests until the break ends");
+        }
+        self.ctx.metrics.with_upstream(upstream_metrics, |counters| {
+            metrics::add(&counters.ejections, u64::from(recorded.ejected));
+            metrics::add(&counters.breaker_opens, u64::from(recorded.breaker_opened));
+        });
+    }
+
     async fn connect(
         &self,
         server: upstream::ServerId,
@@ -771,7 +1136,7 @@ impl Client {
                 return Ok(connection);
             }
         }
-        upstream::connect(addr, server, self.generation.config.timeouts.connect).await
+        upstream::connect(addr, server, self.timeouts.connect).await
     }
 
     /// Runs one attempt at an exchange on one upstream connection.
@@ -782,11 +1147,12 @@ impl Client {
         buffers: Buffers,
         upstream_addr: SocketAddr,
         request_head_len: usize,
+        extras: &ResponseExtras<'_>,
     ) -> Exchanged {
         let ctx = self.ctx.clone();
         let generation = self.generation.clone();
         let config = &generation.config;
-        let timeouts = &config.timeouts;
+        let timeouts = self.timeouts;
         let Buffers {
             inbound,
             upstream: upstream_buf,
@@ -981,6 +1347,7 @@ impl Client {
                         client_framing,
                         close_client,
                         client_minor,
+                        extras,
                     );
                     let head_bytes = std::mem::take(&mut self.head_out);
                     let written = monoio::time::timeout(
@@ -1090,6 +1457,7 @@ impl Client {
                     ClientFraming::None,
                     false,
                     client_minor,
+                    &ResponseExtras::default(),
                 );
                 let head_bytes = std::mem::take(&mut self.head_out);
                 let written =
@@ -1320,6 +1688,7 @@ impl Client {
             err.public_detail(),
             true,
             self.is_head,
+            &self.error_fields,
         );
         let response = std::mem::take(&mut self.head_out);
         let write_timeout = self.generation.config.timeouts.client_write;

@@ -253,7 +253,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
     };
     let upstreams = Upstreams::new(&config);
     let metrics = WorkerMetrics::default();
-    let generation = Generation::new(1, config.clone(), &upstreams, &metrics);
+    let generation = Generation::new(1, config.clone(), &upstreams, &metrics, worker);
     let ctx = Rc::new(WorkerContext {
         id: worker,
         driver,
@@ -375,7 +375,7 @@ async fn serve_control(
 /// started with; idle upstream connections to servers still configured stay pooled.
 fn apply_config(ctx: &WorkerContext, number: u64, config: Arc<Config>) {
     let closed = ctx.upstreams.borrow_mut().reconfigure(&config);
-    let generation = Generation::new(number, config, &ctx.upstreams.borrow(), &ctx.metrics);
+    let generation = Generation::new(number, config, &ctx.upstreams.borrow(), &ctx.metrics, ctx.id);
     *ctx.generation.borrow_mut() = Rc::new(generation);
     debug!(
         worker = ctx.id,

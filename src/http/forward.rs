@@ -10,6 +10,7 @@ use crate::error::{Kind, ProxyError};
 use crate::http::body::BodyKind;
 use crate::http::date::with_date;
 use crate::http::head::{Field, FieldRole, RequestHead, ResponseHead, Span};
+use crate::routing::headers::{FieldAction, HeaderRules, Vars};
 
 /// The pseudonym ringway adds to Via (RFC 9110 section 7.6.3).
 pub const VIA_PSEUDONYM: &[u8] = b"ringway";
@@ -99,7 +100,8 @@ fn put_appended_list(
     writer.put(b"\r\n");
 }
 
-fn ip_text(ip: IpAddr, out: &mut [u8; 48]) -> usize {
+/// Writes `ip` as text into `out` and returns its length.
+pub fn ip_text(ip: IpAddr, out: &mut [u8; 48]) -> usize {
     use std::io::Write;
     let mut cursor = std::io::Cursor::new(&mut out[..]);
     // An IPv6 address is at most 45 characters, so this cannot fail.
@@ -112,6 +114,67 @@ pub struct RequestContext<'a> {
     pub client_ip: IpAddr,
     /// Used as Host when an HTTP/1.0 client sent none.
     pub upstream_authority: &'a str,
+    /// The target to send in place of the received one, after path normalization or a
+    /// route's rewrite.
+    pub target: Option<&'a [u8]>,
+    /// The route's rules for request headers, and the values of their placeholders.
+    pub rules: Option<(&'a HeaderRules, Vars<'a>)>,
+    /// The request id header and its value. A received field of that name is replaced.
+    pub request_id: Option<(&'a [u8], &'a [u8])>,
+}
+
+/// What ringway adds to or changes in a final response head besides the framing.
+#[derive(Clone, Copy, Default)]
+pub struct ResponseExtras<'a> {
+    /// The route's rules for response headers, and the values of their placeholders.
+    pub rules: Option<(&'a HeaderRules, Vars<'a>)>,
+    /// The request id header and its value. A received field of that name is replaced.
+    pub request_id: Option<(&'a [u8], &'a [u8])>,
+    /// A sticky-session cookie to set: name, value and Max-Age in seconds.
+    pub set_cookie: Option<(&'a [u8], &'a [u8], u64)>,
+}
+
+/// Copies one received end-to-end field under the header rules: as received, with its value
+/// rewritten, or not at all. A field named `replaced_name` is left out, because the caller
+/// writes its own.
+fn put_ruled_field(
+    writer: &mut HeadWriter<'_>,
+    name: &[u8],
+    value: &[u8],
+    rules: Option<&HeaderRules>,
+    replaced_name: Option<&[u8]>,
+) {
+    if replaced_name.is_some_and(|replaced| replaced.eq_ignore_ascii_case(name)) {
+        return;
+    }
+    match rules.map_or(FieldAction::Keep, |rules| rules.action(name)) {
+        FieldAction::Keep => writer.put_field(name, value),
+        FieldAction::Drop => {}
+        FieldAction::Replace(rule) => {
+            writer.put(name);
+            writer.put(b": ");
+            rule.write_value_replaced(value, writer);
+            writer.put(b"\r\n");
+        }
+    }
+}
+
+/// Writes the fields that header rules add and the request id line.
+fn put_added_fields(
+    writer: &mut HeadWriter<'_>,
+    rules: Option<(&HeaderRules, Vars<'_>)>,
+    request_id: Option<(&[u8], &[u8])>,
+) {
+    if let Some((rules, vars)) = rules {
+        // A skipped field had a client-controlled value with a byte not allowed in a field;
+        // the request goes on without it, as if the placeholder were unset.
+        if let Err(skipped) = rules.write_added(&vars, writer) {
+            tracing::debug!("{skipped}");
+        }
+    }
+    if let Some((name, value)) = request_id.filter(|(_, value)| !value.is_empty()) {
+        writer.put_field(name, value);
+    }
 }
 
 /// Writes the request head for the upstream into `out`: an HTTP/1.1 request line with the target
@@ -127,8 +190,10 @@ pub fn write_request_head(
     let mut writer = HeadWriter::new(out, limit);
     writer.put(head.method.of(buf));
     writer.put(b" ");
-    writer.put(head.target.of(buf));
+    writer.put(context.target.unwrap_or(head.target.of(buf)));
     writer.put(b" HTTP/1.1\r\n");
+    let rules = context.rules.map(|(rules, _)| rules);
+    let id_name = context.request_id.map(|(name, _)| name);
     let mut saw_forwarded_for = false;
     let mut saw_forwarded = false;
     let mut saw_via = false;
@@ -145,11 +210,13 @@ pub fn write_request_head(
             FieldRole::Host => writer.put_field(field.name.of(buf), field.value.of(buf)),
             FieldRole::EndToEnd => {
                 if !named_in_connection(buf, field.name, &head.connection_tokens) {
-                    writer.put_field(field.name.of(buf), field.value.of(buf));
+                    let (name, value) = (field.name.of(buf), field.value.of(buf));
+                    put_ruled_field(&mut writer, name, value, rules, id_name);
                 }
             }
         }
     }
+    put_added_fields(&mut writer, context.rules, context.request_id);
     match (head.target_authority, head.host) {
         (Some(authority), _) => writer.put_field(b"Host", authority.of(buf)),
         (None, None) => writer.put_field(b"Host", context.upstream_authority.as_bytes()),
@@ -269,10 +336,20 @@ pub fn write_response_head(
     framing: ClientFraming,
     close: bool,
     client_minor_version: u8,
+    extras: &ResponseExtras<'_>,
 ) {
     out.clear();
     let mut writer = HeadWriter::new(out, usize::MAX);
-    write_status_and_fields(&mut writer, buf, head);
+    write_status_and_fields(&mut writer, buf, head, Some(extras));
+    if let Some((name, value, max_age)) = extras.set_cookie {
+        writer.put(b"Set-Cookie: ");
+        writer.put(name);
+        writer.put(b"=");
+        writer.put(value);
+        writer.put(b"; Path=/; HttpOnly; Max-Age=");
+        writer.put_decimal(max_age);
+        writer.put(b"\r\n");
+    }
     match framing {
         ClientFraming::Length(length) => {
             writer.put(b"Content-Length: ");
@@ -322,12 +399,21 @@ pub fn write_response_head(
 pub fn write_interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
     out.clear();
     let mut writer = HeadWriter::new(out, usize::MAX);
-    write_status_and_fields(&mut writer, buf, head);
+    write_status_and_fields(&mut writer, buf, head, None);
     writer.put(b"\r\n");
     writer.finish();
 }
 
-fn write_status_and_fields(writer: &mut HeadWriter<'_>, buf: &[u8], head: &ResponseHead) {
+/// Writes the status line and the forwarded fields. `extras` applies a route's response
+/// header rules and request id to a final response; interim responses pass `None`.
+fn write_status_and_fields(
+    writer: &mut HeadWriter<'_>,
+    buf: &[u8],
+    head: &ResponseHead,
+    extras: Option<&ResponseExtras<'_>>,
+) {
+    let rules = extras.and_then(|extras| extras.rules.map(|(rules, _)| rules));
+    let id_name = extras.and_then(|extras| extras.request_id.map(|(name, _)| name));
     writer.put(b"HTTP/1.1 ");
     writer.put_decimal(u64::from(head.status));
     writer.put(b" ");
@@ -340,10 +426,14 @@ fn write_status_and_fields(writer: &mut HeadWriter<'_>, buf: &[u8], head: &Respo
             FieldRole::Via => saw_via = true,
             _ => {
                 if !named_in_connection(buf, field.name, &head.connection_tokens) {
-                    writer.put_field(field.name.of(buf), field.value.of(buf));
+                    let (name, value) = (field.name.of(buf), field.value.of(buf));
+                    put_ruled_field(writer, name, value, rules, id_name);
                 }
             }
         }
+    }
+    if let Some(extras) = extras {
+        put_added_fields(writer, extras.rules, extras.request_id);
     }
     let protocol: &[u8] = if head.minor_version == 0 {
         b"1.0 "
@@ -370,6 +460,7 @@ pub fn write_error_response(
     detail: &str,
     close: bool,
     head_only: bool,
+    extra_fields: &[u8],
 ) {
     use std::io::Write;
     out.clear();
@@ -383,6 +474,7 @@ pub fn write_error_response(
         out.extend_from_slice(date);
         out.extend_from_slice(b"\r\n");
     });
+    out.extend_from_slice(extra_fields);
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
