@@ -167,6 +167,9 @@ fn write_request_heads(c: &mut Criterion) {
     let context = RequestContext {
         client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
         upstream_authority: "127.0.0.1:8080",
+        target: None,
+        rules: None,
+        request_id: None,
     };
     for (name, input) in REQUESTS {
         let mut head = RequestHead::default();

@@ -12,7 +12,7 @@ use ringway::http::body::{
     BodyKind, CHUNK_TRAILER_CRLF, ChunkedDecoder, ChunkedError, ChunkedLimits, LAST_CHUNK,
     MAX_CHUNK_HEADER_BYTES, encode_chunk_header,
 };
-use ringway::http::forward::{
+use ringway::http::forward::{ResponseExtras, 
     ClientFraming, RequestContext, VIA_PSEUDONYM, write_interim_head, write_request_head,
     write_response_head,
 };
@@ -179,6 +179,7 @@ pub fn check_response(
                             framing,
                             close,
                             client_minor_version,
+                            &ResponseExtras::default(),
                         );
                         check_serialized_response(input, params, &head, &out, Some(serialized))?;
                     }
@@ -570,6 +571,9 @@ fn check_forward_limit(
     let context = RequestContext {
         client_ip: params.client_ip,
         upstream_authority: UPSTREAM_AUTHORITY,
+        target: None,
+        rules: None,
+        request_id: None,
     };
     let mut forwarded = Vec::new();
     write_request_head(&mut forwarded, usize::MAX, input, head, &context)

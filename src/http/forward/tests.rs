@@ -52,6 +52,9 @@ fn forward_from(raw: &[u8], client_ip: IpAddr) -> String {
     let context = RequestContext {
         client_ip,
         upstream_authority: UPSTREAM_AUTHORITY,
+        target: None,
+        rules: None,
+        request_id: None,
     };
     let mut out = Vec::new();
     write_request_head(&mut out, OUT_LIMIT_BYTES, raw, &head, &context)
@@ -73,7 +76,7 @@ fn respond(
 ) -> String {
     let head = response(raw, request_was_head);
     let mut out = Vec::new();
-    write_response_head(&mut out, raw, &head, framing, close, client_minor_version);
+    write_response_head(&mut out, raw, &head, framing, close, client_minor_version, &ResponseExtras::default());
     String::from_utf8(out).expect("response head is not UTF-8")
 }
 
@@ -412,6 +415,9 @@ fn request_overflow_stays_within_limit() {
     let context = RequestContext {
         client_ip: CLIENT_IP,
         upstream_authority: UPSTREAM_AUTHORITY,
+        target: None,
+        rules: None,
+        request_id: None,
     };
     for limit in 0..full.len() {
         let mut out = Vec::with_capacity(limit);
@@ -444,6 +450,9 @@ fn request_appends_after_existing_bytes() {
     let context = RequestContext {
         client_ip: CLIENT_IP,
         upstream_authority: UPSTREAM_AUTHORITY,
+        target: None,
+        rules: None,
+        request_id: None,
     };
     let mut out = b"prefix".to_vec();
     write_request_head(&mut out, 6 + full.len(), raw, &head, &context).expect("head at the limit");
@@ -741,6 +750,7 @@ fn response_clears_output_first() {
         ClientFraming::Length(0),
         false,
         1,
+        &ResponseExtras::default(),
     );
     let expected = format!(
         "HTTP/1.1 200 OK\r\nDate: {UPSTREAM_DATE}\r\nVia: 1.1 ringway\r\nContent-Length: 0\r\n\r\n"
@@ -798,7 +808,7 @@ fn error_response_exact_bytes() {
         for head_only in [false, true] {
             let mut out = b"stale".to_vec();
             let before = now_seconds();
-            write_error_response(&mut out, status, reason, detail, close, head_only);
+            write_error_response(&mut out, status, reason, detail, close, head_only, b"");
             let out = String::from_utf8(out).unwrap();
             let expected = if head_only {
                 head.clone()
@@ -826,6 +836,7 @@ fn error_response_length_matches_body() {
         "unsupported version \"HTTP/2.0\"",
         false,
         false,
+        b"",
     );
     let mut headers = [httparse::EMPTY_HEADER; 8];
     let mut parsed = httparse::Response::new(&mut headers);
