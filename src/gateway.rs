@@ -5,7 +5,7 @@
 //! The same build runs once at load time to validate the parts that `config` stores as text
 //! (templates, CIDRs, header rules), so a file that loads always builds on every worker.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ pub struct Gateway {
     /// Per upstream, the sticky-session cookie name and Max-Age in seconds, outside the
     /// `RefCell` so that a response can borrow them across awaits.
     pub sticky_cookies: Vec<Option<(Box<[u8]>, u64)>>,
+    /// Per upstream, when this worker sends its next active health probes.
+    pub next_probe: Vec<Cell<Instant>>,
     pub request_ids: RefCell<RequestIdGenerator>,
 }
 
@@ -78,9 +80,11 @@ pub struct UpstreamRuntime {
 
 impl UpstreamRuntime {
     /// Returns whether `server` may take a request at `now`: neither ejected, nor failing its
-    /// active checks, nor behind an open circuit breaker.
+    /// active checks, nor behind an open circuit breaker. The only server of an upstream is
+    /// never ejected by passive checks, as in nginx: with nowhere else to send the request,
+    /// trying it is better than refusing it.
     pub fn is_available(&self, server: usize, now: Instant) -> bool {
-        self.health[server].is_available(now)
+        server_available(&self.health, server, now)
             && self
                 .breakers
                 .as_ref()
@@ -103,7 +107,7 @@ impl UpstreamRuntime {
         } = self;
         let available = |server: usize| {
             Some(server) != exclude
-                && health[server].is_available(now)
+                && server_available(health, server, now)
                 && breakers
                     .as_ref()
                     .is_none_or(|breakers| breakers[server].would_allow(now))
@@ -133,6 +137,15 @@ impl UpstreamRuntime {
         }
         recorded
     }
+}
+
+/// Returns whether passive and active health let `server` take requests; see
+/// `UpstreamRuntime::is_available`.
+fn server_available(health: &[ServerHealth], server: usize, now: Instant) -> bool {
+    let state = &health[server];
+    let ejected = health.len() > 1 && state.passive.is_ejected(now);
+    let active_ok = state.active.as_ref().is_none_or(ActiveHealth::is_healthy);
+    !ejected && active_ok
 }
 
 /// What recording one outcome changed.
@@ -181,8 +194,10 @@ pub fn build(config: &Config, worker: usize) -> Result<Gateway, Vec<ConfigError>
         .iter()
         .map(|upstream: &UpstreamRuntime| upstream.sticky.clone())
         .collect();
+    let next_probe = upstreams.iter().map(|_| Cell::new(now)).collect();
     Ok(Gateway {
         sticky_cookies,
+        next_probe,
         table: RouteTable::new(specs),
         routes,
         limiters: RefCell::new(limiters),

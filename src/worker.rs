@@ -290,6 +290,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
     let _ = ready.send(Ok(bound));
 
     monoio::spawn(reap_idle_upstreams(ctx.clone()));
+    monoio::spawn(probe_servers(ctx.clone()));
     monoio::spawn(serve_control(
         ctx.clone(),
         control_socket,
@@ -438,6 +439,59 @@ async fn reap_idle_upstreams(ctx: Rc<WorkerContext>) {
         let closed = ctx.upstreams.borrow_mut().reap();
         if closed > 0 {
             debug!(worker = ctx.id, closed, "closed idle upstream connections");
+        }
+    }
+}
+
+/// How often each worker checks whether an upstream's active health probe is due. Probe
+/// intervals shorter than this tick are rounded up to it.
+pub const PROBE_TICK: Duration = Duration::from_millis(100);
+
+/// Sends the active health probes of every upstream that has `health.active`, each at its
+/// interval, from this worker. Every worker probes on its own, so a server sees one probe per
+/// worker per interval, and each worker's view of health needs no shared state.
+///
+/// NOTE: probes of one worker run one after another, so a round over many silent servers takes
+/// up to their count times the probe timeout, and later servers are probed late.
+async fn probe_servers(ctx: Rc<WorkerContext>) {
+    loop {
+        monoio::time::sleep(PROBE_TICK).await;
+        if ctx.draining.get() {
+            return;
+        }
+        let generation = ctx.current_generation();
+        let now = std::time::Instant::now();
+        for (group, upstream) in generation.config.upstreams.iter().enumerate() {
+            let Some(active) = &upstream.health.active else {
+                continue;
+            };
+            let next = &generation.gateway.next_probe[group];
+            if next.get() > now {
+                continue;
+            }
+            next.set(now + active.interval);
+            for (index, server) in upstream.servers.iter().enumerate() {
+                let result = crate::traffic::probe::probe(
+                    server.addr,
+                    &server.authority,
+                    &active.path,
+                    active.timeout,
+                )
+                .await;
+                let change = generation.gateway.upstreams.borrow_mut()[group].health[index]
+                    .active
+                    .as_mut()
+                    .and_then(|health| health.record_probe(&result, &active.expected_status));
+                match change {
+                    Some(crate::traffic::health::HealthChange::BecameUnhealthy) => {
+                        warn!(worker = ctx.id, upstream = %upstream.name, server = %server.addr, result = ?result, "server failed its health checks; it gets no requests until it passes again");
+                    }
+                    Some(crate::traffic::health::HealthChange::BecameHealthy) => {
+                        info!(worker = ctx.id, upstream = %upstream.name, server = %server.addr, "server passed its health checks again");
+                    }
+                    None => {}
+                }
+            }
         }
     }
 }

@@ -541,7 +541,9 @@ fn absolute_form_target() {
 }
 
 // RFC 9110 section 7.1 and RFC 3986 section 2.4: a proxy forwards the target it received
-// without normalizing it, because decoding %2F or reordering a query changes the resource.
+// without decoding it, because decoding %2F or reordering a query changes the resource. Dot
+// segments are the one exception: ringway resolves them (RFC 3986 section 5.2.4) before
+// routing and forwards the resolved path, so the upstream serves the path the route matched.
 #[test]
 fn request_target_bytes_kept() {
     for driver in DRIVERS {
@@ -549,17 +551,23 @@ fn request_target_bytes_kept() {
         let proxy = Ringway::start(&config_for(origin.addr, driver));
         let mut stream = connect(proxy.addr);
         let targets = [
-            "/files/a%2Fb/../c%20d",
-            "/search?q=a+b&q=%26&empty=&&flag",
-            "/p;matrix=1/%7Euser/./x?",
-            "//double//slash",
+            ("/files/a%2Fb/../c%20d", "/files/c%20d"),
+            (
+                "/search?q=a+b&q=%26&empty=&&flag",
+                "/search?q=a+b&q=%26&empty=&&flag",
+            ),
+            ("/p;matrix=1/%7Euser/./x?", "/p;matrix=1/%7Euser/x?"),
+            ("//double//slash", "//double//slash"),
         ];
-        for target in targets {
+        for (target, forwarded) in targets {
             let context = format!("{driver:?} target {target}");
-            assert_target_echoed(&mut stream, target, &context);
+            send(&mut stream, get(target, "").as_bytes());
+            let response = read_response(&mut stream, false)
+                .unwrap_or_else(|error| panic!("{context}: no response: {error}"));
+            assert_eq!(response.status, 200, "{context}: status");
             assert_eq!(
                 origin.next_request().request.target,
-                target,
+                forwarded,
                 "{context}: at the origin"
             );
         }

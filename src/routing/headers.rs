@@ -262,27 +262,33 @@ impl fmt::Display for HeaderRuleError {
 
 impl std::error::Error for HeaderRuleError {}
 
-/// A find-and-replace on the value of received fields.
+/// The find-and-replace rules on the value of received fields of one name, in configuration
+/// order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplaceRule {
-    find: Box<[u8]>,
-    with: Box<[u8]>,
+    pairs: Vec<(Box<[u8]>, Box<[u8]>)>,
 }
 
 impl ReplaceRule {
-    /// Writes `value` with every non-overlapping occurrence of `find`, from left to right,
-    /// replaced. The comparison is byte for byte.
+    /// Writes `value` with every non-overlapping occurrence of any `find` text replaced, in
+    /// one scan from left to right. Where several `find` texts start at the same byte, the one
+    /// configured first wins. The comparison is byte for byte.
     pub fn write_value_replaced(&self, value: &[u8], sink: &mut impl Sink) {
         let mut start = 0;
         let mut at = 0;
-        while at + self.find.len() <= value.len() {
-            if value[at..].starts_with(&self.find) {
-                sink.put(&value[start..at]);
-                sink.put(&self.with);
-                at += self.find.len();
-                start = at;
-            } else {
-                at += 1;
+        while at < value.len() {
+            let found = self
+                .pairs
+                .iter()
+                .find(|(find, _)| value[at..].starts_with(find));
+            match found {
+                Some((find, with)) => {
+                    sink.put(&value[start..at]);
+                    sink.put(with);
+                    at += find.len();
+                    start = at;
+                }
+                None => at += 1,
             }
         }
         sink.put(&value[start..]);
@@ -392,10 +398,23 @@ impl HeaderRules {
                             "\"find\" and \"with\" must not contain CR, LF, NUL or other control bytes",
                         ));
                     }
-                    ReceivedAction::Replace(ReplaceRule {
-                        find: find.into_bytes().into(),
-                        with: with.into_bytes().into(),
-                    })
+                    let pair = (find.into_bytes().into(), with.into_bytes().into());
+                    let key = lowercase.as_bytes();
+                    // Several replace rules on one name join into one rule.
+                    let existing = compiled.received.iter_mut().find(|(known, _)| **known == *key);
+                    match existing {
+                        Some((_, ReceivedAction::Replace(rule))) => {
+                            rule.pairs.push(pair);
+                            continue;
+                        }
+                        Some(_) => {
+                            return Err(error(
+                                "a replace rule cannot follow a set or remove rule for the same header; keep one",
+                            ));
+                        }
+                        None => {}
+                    }
+                    ReceivedAction::Replace(ReplaceRule { pairs: vec![pair] })
                 }
             };
             let lowercase: Box<[u8]> = lowercase.into_bytes().into();
@@ -405,7 +424,7 @@ impl HeaderRules {
                 .any(|(known, _)| *known == lowercase)
             {
                 return Err(error(
-                    "more than one set, remove or replace rule for this header; keep one",
+                    "more than one set or remove rule, or a set or remove rule beside a replace rule, for this header; keep one",
                 ));
             }
             compiled.received.push((lowercase, action));
@@ -653,10 +672,10 @@ mod tests {
             (vec![set("X-A", "1"), remove("X-A")], "more than one"),
             (
                 vec![remove("X-A"), replace("X-A", "a", "b")],
-                "more than one",
+                "cannot follow",
             ),
             (
-                vec![replace("X-A", "a", "b"), replace("X-A", "c", "d")],
+                vec![replace("X-A", "a", "b"), remove("X-A")],
                 "more than one",
             ),
         ];
@@ -672,6 +691,29 @@ mod tests {
             set("Host", "internal"),
         ]);
         assert!(valid.is_ok());
+    }
+
+    #[test]
+    fn replace_rules_join() {
+        let rules = HeaderRules::new(vec![
+            replace("Location", "http://a.internal/", "https://gw/"),
+            replace("location", "http://b.internal/", "https://gw/"),
+            replace("Location", "http://a.", "never used"),
+        ])
+        .expect("replace rules on one name join");
+        let FieldAction::Replace(rule) = rules.action(b"LOCATION") else {
+            panic!("no replace action for Location");
+        };
+        for (value, expected) in [
+            ("http://a.internal/x", "https://gw/x"),
+            ("http://b.internal/y", "https://gw/y"),
+            ("http://a.internal/http://b.internal/", "https://gw/https://gw/"),
+            ("http://c.internal/", "http://c.internal/"),
+        ] {
+            let mut out = Vec::new();
+            rule.write_value_replaced(value.as_bytes(), &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{value}");
+        }
     }
 
     #[test]
