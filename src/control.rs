@@ -183,7 +183,8 @@ impl Controller {
             return Err("ringway is draining; the configuration is not reloaded".to_owned());
         }
         let path = self.config_path.display().to_string();
-        let loaded = config::load(&self.config_path).and_then(|new| {
+        // An ocelot.json is converted again, so a reload picks up its edits too.
+        let loaded = crate::ocelot::load_config(&self.config_path).and_then(|(new, _)| {
             let new = keep_restart_only_settings(&self.config, new);
             check_fits_running_buffers(&new).map(|()| new)
         });

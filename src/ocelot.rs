@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde_json::{Map, Value, json};
+use crate::config::{self, Config, ConfigError};
 
 /// Listen address when the file gives no port: Ocelot's own port comes from the ASP.NET host
 /// settings, which are not in ocelot.json.
@@ -89,6 +90,33 @@ impl Conversion {
             .iter()
             .any(|note| note.severity == Severity::Error)
     }
+}
+
+/// Loads `path` as a ringway configuration, converting it first when it is an ocelot.json.
+/// Settings that cannot carry over are returned as errors keyed by their Ocelot path, and
+/// warnings are returned beside the configuration.
+pub fn load_config(path: &std::path::Path) -> Result<(Config, Vec<Note>), Vec<ConfigError>> {
+    let root = std::fs::read_to_string(path).ok().and_then(|text| {
+        serde_json::from_str::<Value>(text.trim_start_matches('\u{feff}')).ok()
+    });
+    let Some(root) = root.filter(is_ocelot) else {
+        // config::load reports unreadable files and JSON syntax errors with their position.
+        return config::load(path).map(|config| (config, Vec::new()));
+    };
+    let conversion = convert(&root);
+    if conversion.has_errors() {
+        return Err(conversion
+            .notes
+            .into_iter()
+            .filter(|note| note.severity == Severity::Error)
+            .map(|note| ConfigError {
+                path: note.path,
+                message: note.message,
+                fix: note.instead,
+            })
+            .collect());
+    }
+    config::parse(&conversion.config.to_string()).map(|config| (config, conversion.notes))
 }
 
 /// Returns whether `root` looks like an ocelot.json: an object with a `ReRoutes` or

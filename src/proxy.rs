@@ -475,6 +475,7 @@ impl Client {
             started: Some(Instant::now()),
             ..RequestRecord::default()
         };
+        self.scratch.request_id.clear();
         self.request_line.clear();
         if self.ctx.access_log.is_none() {
             return;
@@ -527,7 +528,7 @@ impl Client {
             duration,
             upstream: record.upstream,
             upstream_duration: record.upstream_duration,
-            request_id: b"",
+            request_id: &self.scratch.request_id,
             route,
         };
         log.write(&entry, metrics);

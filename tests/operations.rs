@@ -597,7 +597,12 @@ fn access_log_text_lines() {
             after_request[5].parse::<f64>().is_ok(),
             "upstream ms in {line}"
         );
-        assert_eq!(after_request[6], "-", "request id in {line}");
+        let request_id = after_request[6];
+        assert_eq!(request_id.len(), 32, "generated request id in {line}");
+        assert!(
+            request_id.bytes().all(|byte| byte.is_ascii_hexdigit()),
+            "generated request id in {line}"
+        );
         assert!(line.ends_with("\"route 0\""), "{line}");
     }
 }
