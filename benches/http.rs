@@ -11,14 +11,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ringway::config::{
     DEFAULT_BUFFER_SIZE_BYTES, DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_REQUEST_HEAD_BYTES,
-    DEFAULT_MAX_RESPONSE_HEAD_BYTES, Route,
+    DEFAULT_MAX_RESPONSE_HEAD_BYTES,
 };
 use ringway::http::body::{
     ChunkedDecoder, ChunkedLimits, LAST_CHUNK, MAX_CHUNK_HEADER_BYTES, encode_chunk_header,
 };
 use ringway::http::forward::{RequestContext, write_request_head};
 use ringway::http::head::{HeadLimits, RequestHead, ResponseHead, parse_request, parse_response};
-use ringway::route::find_route;
+use ringway::routing::table::{HostPattern, PathMatch, RouteSpec, RouteTable};
+use ringway::routing::template::{Captures, PathTemplate};
 
 /// A browser's request for a script, modeled on the header lines Firefox 128 sends (300 bytes,
 /// 8 header lines).
@@ -76,7 +77,7 @@ const CHUNK_BYTES: usize = 16 * 1024;
 /// the floor for zeroing slots that ringway's parser leaves uninitialized.
 const FLOOR_HEADER_SLOTS: usize = 16;
 
-/// Route table sizes for `find_route`: one route, a small site and a large shared gateway.
+/// Route table sizes for `RouteTable::find`: one route, a small site and a large shared gateway.
 const ROUTE_TABLE_SIZES: [usize; 3] = [1, 10, 100];
 
 fn request_limits() -> HeadLimits {
@@ -255,36 +256,47 @@ fn decode_chunked(c: &mut Criterion) {
     group.finish();
 }
 
-/// Builds a table of `count` routes on one host where only the last one matches
-/// `GET /assets/...`, so `find_route` checks every route.
-fn route_table(count: usize) -> Vec<Route> {
-    let mut routes: Vec<Route> = (1..count)
-        .map(|i| Route {
-            host: Some("www.example.com".to_owned()),
+/// Builds a table of `count` routes on one host where only the last one, a path template,
+/// matches `GET /assets/...`. The others are longer prefixes, so the table tries them first
+/// and `find` checks every route.
+fn route_table(count: usize) -> RouteTable {
+    let host = || HostPattern::parse("www.example.com").expect("valid host");
+    let mut specs: Vec<RouteSpec> = (1..count)
+        .map(|i| RouteSpec {
+            host: host(),
+            path: PathMatch::Prefix(format!("/service-number-{i}/")),
             methods: Some(vec!["GET".to_owned(), "HEAD".to_owned(), "POST".to_owned()]),
-            ..Route::with_prefix(&format!("/service-{i}/"), i)
+            headers: Vec::new(),
+            priority: 0,
+            case_sensitive: true,
         })
         .collect();
-    routes.push(Route {
-        host: Some("www.example.com".to_owned()),
+    specs.push(RouteSpec {
+        host: host(),
+        path: PathMatch::Template(PathTemplate::parse("/assets/{*file}").expect("valid template")),
         methods: Some(vec!["GET".to_owned(), "HEAD".to_owned()]),
-        ..Route::with_prefix("/assets/", 0)
+        headers: Vec::new(),
+        priority: 0,
+        case_sensitive: true,
     });
-    routes
+    RouteTable::new(specs)
 }
 
 fn find_routes(c: &mut Criterion) {
     let mut group = c.benchmark_group("find_route_last");
     for count in ROUTE_TABLE_SIZES {
-        let routes = route_table(count);
+        let table = route_table(count);
         let last = count - 1;
+        let mut captures = Captures::new();
         group.bench_function(format!("{count}_routes"), |b| {
             b.iter(|| {
-                let found = find_route(
-                    black_box(&routes),
+                captures.clear();
+                let found = black_box(&table).find(
                     Some(black_box(b"WWW.Example.com:443".as_slice())),
                     black_box(b"GET".as_slice()),
                     black_box(b"/assets/app.3f9c2b.js".as_slice()),
+                    |_| None,
+                    &mut captures,
                 );
                 assert_eq!(found, Some(last), "matched route");
             })

@@ -495,8 +495,7 @@ pub struct Retries {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     /// Literal prefix that every matching path starts with: the whole `path_prefix`, or the
-    /// text of a `path` template before its first placeholder. [`crate::route::find_route`]
-    /// compares only this prefix until template matching replaces it.
+    /// text of a `path` template before its first placeholder.
     pub path_prefix: String,
     /// The path as written in the file.
     pub path: RoutePath,

@@ -20,7 +20,6 @@ pub mod metrics;
 pub mod ocelot;
 pub mod proxy;
 pub mod relay;
-pub mod route;
 pub mod routing;
 pub mod sys;
 pub mod traffic;
