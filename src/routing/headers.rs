@@ -262,27 +262,30 @@ impl fmt::Display for HeaderRuleError {
 
 impl std::error::Error for HeaderRuleError {}
 
-/// A find-and-replace on the value of received fields.
+/// The find-and-replace pairs of the replace rules on one header name, in configuration order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplaceRule {
-    find: Box<[u8]>,
-    with: Box<[u8]>,
+    /// `(find, with)` pairs, each `find` non-empty.
+    pairs: Vec<(Box<[u8]>, Box<[u8]>)>,
 }
 
 impl ReplaceRule {
-    /// Writes `value` with every non-overlapping occurrence of `find`, from left to right,
-    /// replaced. The comparison is byte for byte.
+    /// Writes `value` with non-overlapping occurrences of each `find` replaced, in one pass from
+    /// left to right. At each position the first pair whose `find` matches wins, so text that a
+    /// replacement wrote is never matched again. The comparison is byte for byte.
     pub fn write_value_replaced(&self, value: &[u8], sink: &mut impl Sink) {
         let mut start = 0;
         let mut at = 0;
-        while at + self.find.len() <= value.len() {
-            if value[at..].starts_with(&self.find) {
-                sink.put(&value[start..at]);
-                sink.put(&self.with);
-                at += self.find.len();
-                start = at;
-            } else {
-                at += 1;
+        while at < value.len() {
+            let rest = &value[at..];
+            match self.pairs.iter().find(|(find, _)| rest.starts_with(find)) {
+                Some((find, with)) => {
+                    sink.put(&value[start..at]);
+                    sink.put(with);
+                    at += find.len();
+                    start = at;
+                }
+                None => at += 1,
             }
         }
         sink.put(&value[start..]);
@@ -345,9 +348,9 @@ impl HeaderRules {
     /// Checks the rules and indexes them by name.
     ///
     /// Names must be tokens other than the framing and connection headers. Each name may have
-    /// at most one set, remove or replace rule, because two of them would contradict each other.
-    /// Add rules may repeat. Replace needs a non-empty `find`, and `find` and `with` must be
-    /// valid field values.
+    /// one set or remove rule, or any number of replace rules, because a set or remove next to
+    /// another rule on the name would contradict it. Add rules may repeat. Replace needs a
+    /// non-empty `find`, and `find` and `with` must be valid field values.
     pub fn new(rules: Vec<HeaderRule>) -> Result<HeaderRules, HeaderRuleError> {
         let mut compiled = HeaderRules::default();
         for rule in rules {
@@ -393,22 +396,27 @@ impl HeaderRules {
                         ));
                     }
                     ReceivedAction::Replace(ReplaceRule {
-                        find: find.into_bytes().into(),
-                        with: with.into_bytes().into(),
+                        pairs: vec![(find.into_bytes().into(), with.into_bytes().into())],
                     })
                 }
             };
             let lowercase: Box<[u8]> = lowercase.into_bytes().into();
-            if compiled
+            let known = compiled
                 .received
-                .iter()
-                .any(|(known, _)| *known == lowercase)
-            {
-                return Err(error(
-                    "more than one set, remove or replace rule for this header; keep one",
-                ));
+                .iter_mut()
+                .find(|(known, _)| *known == lowercase);
+            match (known, action) {
+                (None, action) => compiled.received.push((lowercase, action)),
+                (
+                    Some((_, ReceivedAction::Replace(existing))),
+                    ReceivedAction::Replace(mut added),
+                ) => existing.pairs.append(&mut added.pairs),
+                (Some(_), _) => {
+                    return Err(error(
+                        "a set or remove rule conflicts with another set, remove or replace rule for this header; keep one",
+                    ));
+                }
             }
-            compiled.received.push((lowercase, action));
         }
         Ok(compiled)
     }
@@ -649,16 +657,10 @@ mod tests {
             (vec![replace("X-A", "", "b")], "non-empty"),
             (vec![replace("X-A", "a\r\n", "b")], "control"),
             (vec![replace("X-A", "a", "b\nX-Evil: 1")], "control"),
-            (vec![set("X-A", "1"), set("x-a", "2")], "more than one"),
-            (vec![set("X-A", "1"), remove("X-A")], "more than one"),
-            (
-                vec![remove("X-A"), replace("X-A", "a", "b")],
-                "more than one",
-            ),
-            (
-                vec![replace("X-A", "a", "b"), replace("X-A", "c", "d")],
-                "more than one",
-            ),
+            (vec![set("X-A", "1"), set("x-a", "2")], "keep one"),
+            (vec![set("X-A", "1"), remove("X-A")], "keep one"),
+            (vec![remove("X-A"), replace("X-A", "a", "b")], "keep one"),
+            (vec![replace("X-A", "a", "b"), set("X-A", "c")], "keep one"),
         ];
         for (rules, reason) in invalid {
             let debug = format!("{rules:?}");
@@ -670,6 +672,8 @@ mod tests {
             add("X-A", "1"),
             add("X-A", "2"),
             set("Host", "internal"),
+            replace("X-B", "a", "b"),
+            replace("x-b", "c", "d"),
         ]);
         assert!(valid.is_ok());
     }
@@ -733,6 +737,32 @@ mod tests {
                 expected,
                 "{find:?} in {value:?}"
             );
+        }
+    }
+
+    #[test]
+    fn several_replace_rules_one_pass() {
+        let rules = HeaderRules::new(vec![
+            replace("Location", "http://10.0.0.11:8080", "https://api.test"),
+            replace("location", "http://10.0.0.12:8080", "https://api.test"),
+            replace("Location", "a", "b"),
+            replace("Location", "b", "a"),
+        ])
+        .unwrap();
+        let FieldAction::Replace(rule) = rules.action(b"Location") else {
+            panic!("no replace action");
+        };
+        let cases = [
+            ("http://10.0.0.11:8080/x", "https://api.test/x"),
+            ("http://10.0.0.12:8080/x", "https://api.test/x"),
+            ("http://10.0.0.13:8080/x", "http://10.0.0.13:8080/x"),
+            // Each byte is replaced at most once, so "a" to "b" and "b" to "a" swap letters.
+            ("abba", "baab"),
+        ];
+        for (value, expected) in cases {
+            let mut out = Vec::new();
+            rule.write_value_replaced(value.as_bytes(), &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{value:?}");
         }
     }
 
