@@ -196,7 +196,6 @@ fn exchange(
 }
 
 #[test]
-#[ignore = "needs routing integration"]
 fn template_rewrite_reaches_downstream_path() {
     let origin = RecordingOrigin::start(reply_with_target);
     let ocelot = json!({
@@ -217,7 +216,6 @@ fn template_rewrite_reaches_downstream_path() {
 }
 
 #[test]
-#[ignore = "needs routing integration"]
 fn header_transforms_apply() {
     let origin = RecordingOrigin::start(|_| {
         common::Reply::keep_open(
@@ -250,7 +248,6 @@ fn header_transforms_apply() {
 }
 
 #[test]
-#[ignore = "needs routing integration"]
 fn method_and_priority_pick_route() {
     let first = RecordingOrigin::start(reply_with_target);
     let second = RecordingOrigin::start(reply_with_target);
