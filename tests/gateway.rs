@@ -894,3 +894,72 @@ fn route_head_timeout_gives_504() {
         "the request reached the origin once"
     );
 }
+
+/// Probes sent every `ACTIVE_INTERVAL_MS` in the active health test.
+const ACTIVE_INTERVAL_MS: u64 = 100;
+
+/// Time for the failed or passed probes in a row that change a server's state, with room for
+/// a loaded machine.
+const ACTIVE_SETTLE: Duration = Duration::from_millis(1500);
+
+#[test]
+fn active_checks_take_server_out_and_back() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let healthy = Arc::new(AtomicBool::new(false));
+    let a = fixed_origin("a");
+    let b = {
+        let healthy = Arc::clone(&healthy);
+        RecordingOrigin::start(move |request| {
+            let status_ok = healthy.load(Ordering::SeqCst);
+            if request.target == "/health" && !status_ok {
+                Reply::keep_open(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                )
+            } else {
+                Reply::keep_open(ok_with_body(b"b"))
+            }
+        })
+    };
+    let upstreams = json!({ "pool": {
+        "servers": [a.addr.to_string(), b.addr.to_string()],
+        "health": { "active": {
+            "path": "/health",
+            "interval_ms": ACTIVE_INTERVAL_MS,
+            "timeout_ms": ACTIVE_INTERVAL_MS,
+            "unhealthy_threshold": 2,
+            "healthy_threshold": 2,
+        } },
+    } });
+    let proxy = Ringway::start(&gateway_config(upstreams, pool_route()));
+    thread::sleep(ACTIVE_SETTLE);
+
+    let probe = b.next_request().request;
+    assert_eq!(probe.target, "/health", "first request at b is a probe");
+    assert_eq!(
+        probe.header("User-Agent"),
+        Some("ringway-health"),
+        "probe user agent"
+    );
+    for _ in 0..10 {
+        let response = round_trip(&proxy, &get("/work"));
+        assert_eq!(response.status, 200, "status while b fails its checks");
+        assert_eq!(response.body_text(), "a", "b got a request while unhealthy");
+    }
+    assert!(
+        proxy.logs().contains("server failed its health checks"),
+        "no log line for the failed checks: {}",
+        proxy.logs()
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    thread::sleep(ACTIVE_SETTLE);
+    let picks: Vec<String> = (0..10)
+        .map(|_| round_trip(&proxy, &get("/work")).body_text())
+        .collect();
+    assert!(
+        picks.iter().any(|pick| pick == "b"),
+        "b got no request after passing its checks again: {picks:?}"
+    );
+}
