@@ -36,8 +36,9 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 pub const BUFFER_BYTES: usize = 64 * 1024;
 
 /// Buffers that may wait for the writer at once, for all workers together. With 64 KiB
-/// buffers this bounds the lines in flight to 8 MiB; beyond it, lines are dropped.
-pub const QUEUE_BUFFERS: usize = 128;
+/// buffers this bounds the lines in flight to 2 MiB, about 14,000 lines of 150 bytes;
+/// beyond it, lines are dropped and counted.
+pub const QUEUE_BUFFERS: usize = 32;
 
 /// Buffers allocated per worker at start: one being filled and one spare. More are allocated
 /// only while every spare is still queued for the writer.
@@ -73,7 +74,9 @@ impl AccessLogWriter {
         let mut returns = Vec::with_capacity(workers);
         let mut logs = Vec::with_capacity(workers);
         for worker in 0..workers {
-            let (give_back, spares) = mpsc::sync_channel(BUFFERS_PER_WORKER + QUEUE_BUFFERS);
+            // The writer keeps returning at most this many buffers; buffers allocated during a
+            // burst beyond it are freed once written, so memory returns to its idle level.
+            let (give_back, spares) = mpsc::sync_channel(BUFFERS_PER_WORKER);
             for _ in 1..BUFFERS_PER_WORKER {
                 let _ = give_back.try_send(Vec::with_capacity(BUFFER_BYTES));
             }
