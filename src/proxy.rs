@@ -319,7 +319,7 @@ struct Client {
     captures: Captures,
     /// The request path with dot segments removed, when that changed it.
     path_buf: Vec<u8>,
-    /// `path_buf` holds the path routes match, not the received one.
+    /// `path_buf` contains the path routes match, not the received one.
     path_rewritten: bool,
     /// Per-request byte buffers that outlive the inbound buffer, reused across requests.
     scratch: Scratch,
