@@ -800,7 +800,14 @@ impl Converter {
                 let expiry_ms = options.number("Expiry").filter(|ms| *ms > 0.0);
                 match cookie {
                     Some(cookie) => {
-                        let mut sticky = json!({ "name": cookie });
+                        // ringway writes its own cookie, so it must not reuse the application's
+                        // cookie name (often the session cookie) or it would overwrite it.
+                        let own: String = cookie
+                            .chars()
+                            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+                            .collect();
+                        let own = format!("ringway_sticky_{own}");
+                        let mut sticky = json!({ "name": own });
                         if let Some(ms) = expiry_ms {
                             sticky["max_age_s"] = json!(((ms / 1000.0).ceil() as u64).max(1));
                         }
@@ -809,9 +816,9 @@ impl Converter {
                         self.warning(
                             &balancer_path,
                             format!(
-                                "Ocelot pins the value of the client's {cookie:?} cookie to a server in memory; ringway sets the {cookie:?} cookie itself to name the server"
+                                "Ocelot pins the value of the client's {cookie:?} cookie to a server in memory; ringway sets a cookie of its own, {own:?}, to name the server, so a client stays on one server from its first response on, whether or not it has {cookie:?}"
                             ),
-                            format!("make sure the upstream does not set a cookie named {cookie:?}, or rename it in \"sticky_cookie\""),
+                            "nothing, unless clients must share a server by their session: then hash on a header with \"balance\": \"hash\"".to_owned(),
                         );
                     }
                     None => {
@@ -1512,7 +1519,7 @@ mod tests {
             json!({
                 "servers": ["10.0.0.21:9000", "10.0.0.22:9000"],
                 "balance": "sticky_cookie",
-                "sticky_cookie": { "name": "ASP.NET_SessionId", "max_age_s": 1800 }
+                "sticky_cookie": { "name": "ringway_sticky_ASP_NET_SessionId", "max_age_s": 1800 }
             })
         );
         let catalog = &config["routes"][0];
