@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -186,6 +186,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "buffers",
     "log",
+    "handoff",
 ];
 const UPSTREAM_KEYS: &[&str] = &["servers", "max_idle_connections_per_server"];
 const ROUTE_KEYS: &[&str] = &["path_prefix", "host", "methods", "upstream"];
@@ -211,6 +212,11 @@ const LIMIT_KEYS: &[&str] = &[
 const BUFFER_KEYS: &[&str] = &["size_bytes", "per_worker"];
 const LOG_KEYS: &[&str] = &["level"];
 const IO_URING_KEYS: &[&str] = &["entries", "coop_taskrun", "single_issuer", "sqpoll_idle_ms"];
+const HANDOFF_KEYS: &[&str] = &["socket"];
+
+/// Maximum length in bytes of a Unix socket path: `sun_path` holds 108 bytes on Linux,
+/// including the terminating NUL.
+pub const MAX_UNIX_SOCKET_PATH_BYTES: usize = 107;
 
 /// Allowed io_uring submission queue sizes: monoio's minimum and the kernel's maximum.
 pub const IO_URING_ENTRIES_RANGE: RangeInclusive<u32> = 256..=32_768;
@@ -239,6 +245,8 @@ pub struct Config {
     pub limits: Limits,
     pub buffers: Buffers,
     pub log: Log,
+    /// Listener hand-off to a replacing process; `None` when the file has no `"handoff"`.
+    pub handoff: Option<Handoff>,
 }
 
 /// Worker threads and their CPU placement.
@@ -470,6 +478,13 @@ impl Default for Log {
             level: DEFAULT_LOG_LEVEL.to_owned(),
         }
     }
+}
+
+/// Listener hand-off settings (`"handoff"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    /// Unix socket on which a running process hands its listening sockets to a new one.
+    pub socket: PathBuf,
 }
 
 /// One problem in a configuration file.
@@ -939,6 +954,7 @@ impl Checker<'_> {
         let limits = self.check_limits(top.get("limits"));
         let buffers = self.check_buffers(top.get("buffers"));
         let log = self.check_log(top.get("log"));
+        let handoff = self.check_handoff(top.get("handoff"));
 
         if let (Some(limits), Some(buffers)) = (&limits, &buffers) {
             self.check_limits_fit_buffers(limits, buffers);
@@ -956,6 +972,7 @@ impl Checker<'_> {
             limits: limits?,
             buffers: buffers?,
             log: log?,
+            handoff: handoff?,
         })
     }
 
@@ -1794,6 +1811,41 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+    /// Returns `Some(None)` when `"handoff"` is absent.
+    fn check_handoff(&mut self, value: Option<&Json>) -> Option<Option<Handoff>> {
+        const PATH: &str = "handoff";
+        let Some(value) = value else {
+            return Some(None);
+        };
+        let object = self.object(PATH, value, HANDOFF_KEYS)?;
+        let fix = "add \"socket\": a Unix socket path such as \"/run/ringway/handoff.sock\"";
+        let socket_value = self.required(&object, PATH, "socket", fix)?;
+        let socket_path = key_path(PATH, "socket");
+        let socket = self.string(&socket_path, socket_value, fix)?;
+        if socket.is_empty() {
+            self.report(&socket_path, "empty socket path", fix);
+            return None;
+        }
+        if socket.len() > MAX_UNIX_SOCKET_PATH_BYTES {
+            self.report(
+                &socket_path,
+                format!(
+                    "socket path {} is {} bytes long, above the Unix socket maximum of {MAX_UNIX_SOCKET_PATH_BYTES}",
+                    quote(socket),
+                    socket.len()
+                ),
+                "use a shorter path, for example under /run",
+            );
+            return None;
+        }
+        if socket.contains('\0') {
+            self.report(&socket_path, "socket path contains a NUL byte", fix);
+            return None;
+        }
+        Some(Some(Handoff {
+            socket: PathBuf::from(socket),
+        }))
     }
 }
 

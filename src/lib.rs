@@ -9,6 +9,7 @@
 pub mod buffer;
 pub mod config;
 pub mod error;
+pub mod handoff;
 pub mod http;
 pub mod logging;
 pub mod proxy;

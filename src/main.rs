@@ -1,5 +1,6 @@
-//! The `ringway` command: `ringway --config FILE` runs the proxy, `ringway --check-config FILE`
-//! validates a configuration and exits.
+//! The `ringway` command: `ringway --config FILE` runs the proxy, `ringway --config FILE
+//! --takeover` replaces a running one without closing its listening sockets, and
+//! `ringway --check-config FILE` validates a configuration and exits.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use clap::Parser;
 use tracing::{error, info, warn};
 
 use ringway::config;
+use ringway::handoff;
 use ringway::sys;
 use ringway::worker;
 
@@ -18,7 +20,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A streaming thread-per-core HTTP/1.1 reverse proxy.
 #[derive(Parser)]
-#[command(version, about)]
+// build.rs adds the git commit of the build to `--version` when git could tell it.
+#[command(
+    version,
+    long_version = include_str!(concat!(env!("OUT_DIR"), "/long_version.txt")),
+    about
+)]
 struct Args {
     /// Run the proxy with this JSON configuration file.
     #[arg(
@@ -32,6 +39,10 @@ struct Args {
     /// (0 when the file is valid, 1 otherwise).
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
+    /// Take the listening sockets over from the ringway serving the "handoff" socket of the
+    /// config, then tell it to stop: a binary upgrade that refuses no connection.
+    #[arg(long, requires = "config")]
+    takeover: bool,
 }
 
 fn main() -> ExitCode {
@@ -50,7 +61,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log.level);
-    run(config)
+    run(config, args.takeover)
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
@@ -96,7 +107,7 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn run(config: config::Config) -> ExitCode {
+fn run(config: config::Config, takeover: bool) -> ExitCode {
     // Signals are blocked before any worker starts, so every thread inherits the mask and only
     // the main thread receives them through sigwait.
     if let Err(err) = sys::block_signals() {
@@ -148,7 +159,7 @@ fn run(config: config::Config) -> ExitCode {
             "route"
         );
     }
-    let workers = match worker::start(config) {
+    let workers = match handoff::start_workers(config, driver, takeover) {
         Ok(workers) => workers,
         Err(err) => {
             error!("start-up failed: {err}");

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -21,7 +21,7 @@ use crate::buffer::BufferPool;
 use crate::config::{Config, Driver, RelayMode};
 use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::proxy::{TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
-use crate::sys::send_now;
+use crate::sys::{duplicate_fd, send_now};
 use crate::upstream::Upstreams;
 
 /// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
@@ -75,26 +75,65 @@ pub struct Workers {
     /// The addresses the workers listen on, with any port 0 resolved to the real port.
     pub listen: Vec<SocketAddr>,
     pub threads: Vec<std::thread::JoinHandle<()>>,
+    /// A duplicate of every listening socket of every worker, which the hand-off sends to a
+    /// replacing process.
+    pub sockets: Vec<OwnedFd>,
 }
+
+/// Listening sockets received from a running process, one list per entry of `listen` in the
+/// config (the list may be empty).
+#[derive(Default)]
+pub struct Inherited {
+    pub per_address: Vec<Vec<OwnedFd>>,
+}
+
+/// What a worker reports once it listens: its bound addresses and a duplicate of each socket.
+type Ready = io::Result<(Vec<SocketAddr>, Vec<OwnedFd>)>;
 
 /// Starts every worker and returns once all of them listen, or with the first start-up error.
 pub fn start(config: Arc<Config>) -> io::Result<Workers> {
+    start_with(config, Inherited::default())
+}
+
+/// Starts every worker on the `inherited` sockets where there are any, binding the rest.
+///
+/// Worker `w` of `n` takes the inherited sockets `w`, `w + n`, `w + 2n` ... of each address.
+/// All of them stay in use: each socket has its own accept queue, so a socket that no worker
+/// accepted on would hold its queued connections until they time out. A worker without an
+/// inherited socket for an address binds a new `SO_REUSEPORT` one.
+pub fn start_with(config: Arc<Config>, inherited: Inherited) -> io::Result<Workers> {
     let driver = choose_driver(config.driver)?;
     let count = config.workers.count();
     let mut listen = config.listen.clone();
     let mut threads = Vec::with_capacity(count);
+    let mut sockets = Vec::new();
+    let mut assigned = assign_inherited(inherited, config.listen.len(), count);
     for worker in 0..count {
         let (ready_tx, ready_rx) = mpsc::channel();
         let worker_config = config.clone();
         let addresses = listen.clone();
         let core = config.workers.core_for(worker);
+        let own = std::mem::take(&mut assigned[worker]);
         let thread = std::thread::Builder::new()
             .name(format!("ringway-worker-{worker}"))
-            .spawn(move || run_worker(worker, core, driver, worker_config, addresses, ready_tx))?;
+            .spawn(move || {
+                run_worker(
+                    worker,
+                    core,
+                    driver,
+                    worker_config,
+                    addresses,
+                    own,
+                    ready_tx,
+                )
+            })?;
         // Worker 0 binds first, so that a port 0 becomes one real port that the other
         // workers then share through SO_REUSEPORT.
         match ready_rx.recv() {
-            Ok(Ok(bound)) => listen = bound,
+            Ok(Ok((bound, copies))) => {
+                listen = bound;
+                sockets.extend(copies);
+            }
             Ok(Err(err)) => return Err(err),
             Err(_) => {
                 return Err(io::Error::other(format!(
@@ -104,7 +143,34 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
         }
         threads.push(thread);
     }
-    Ok(Workers { listen, threads })
+    Ok(Workers {
+        listen,
+        threads,
+        sockets,
+    })
+}
+
+/// Splits inherited sockets among `workers`: the result holds, per worker, one list of
+/// sockets per listen address.
+fn assign_inherited(
+    inherited: Inherited,
+    addresses: usize,
+    workers: usize,
+) -> Vec<Vec<Vec<OwnedFd>>> {
+    let mut assigned: Vec<Vec<Vec<OwnedFd>>> = (0..workers)
+        .map(|_| (0..addresses).map(|_| Vec::new()).collect())
+        .collect();
+    for (address, sockets) in inherited
+        .per_address
+        .into_iter()
+        .enumerate()
+        .take(addresses)
+    {
+        for (index, socket) in sockets.into_iter().enumerate() {
+            assigned[index % workers][address].push(socket);
+        }
+    }
+    assigned
 }
 
 fn run_worker(
@@ -113,7 +179,8 @@ fn run_worker(
     driver: DriverKind,
     config: Arc<Config>,
     addresses: Vec<SocketAddr>,
-    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
+    inherited: Vec<Vec<OwnedFd>>,
+    ready: mpsc::Sender<Ready>,
 ) {
     let pinned =
         core.is_some_and(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
@@ -124,6 +191,7 @@ fn run_worker(
         driver,
         config.clone(),
         addresses,
+        inherited,
         ready.clone(),
     );
     let result = match driver {
@@ -184,30 +252,32 @@ async fn worker_main(
     driver: DriverKind,
     config: Arc<Config>,
     addresses: Vec<SocketAddr>,
-    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
+    inherited: Vec<Vec<OwnedFd>>,
+    ready: mpsc::Sender<Ready>,
 ) {
-    let mut listeners = Vec::with_capacity(addresses.len());
-    let mut bound = Vec::with_capacity(addresses.len());
-    for addr in &addresses {
-        let opts = ListenerOpts::new()
-            .reuse_port(true)
-            .reuse_addr(true)
-            .backlog(LISTEN_BACKLOG as i32);
-        match TcpListener::bind_with_config(addr, &opts) {
-            Ok(listener) => {
-                let local = listener.local_addr().unwrap_or(*addr);
-                bound.push(local);
-                listeners.push(listener);
-            }
-            Err(err) => {
-                let _ = ready.send(Err(io::Error::new(
-                    err.kind(),
-                    format!("binding {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
-                )));
-                return;
-            }
+    let (listeners, bound) = match open_listeners(&addresses, inherited) {
+        Ok(opened) => opened,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return;
         }
-    }
+    };
+    let copies = match listeners
+        .iter()
+        .map(|listener| duplicate_fd(listener.as_raw_fd()))
+        .collect::<io::Result<Vec<_>>>()
+    {
+        Ok(copies) => copies,
+        Err(err) => {
+            let _ = ready.send(Err(io::Error::new(
+                err.kind(),
+                format!(
+                    "worker {worker}: duplicating a listening socket for the hand-off failed: {err}"
+                ),
+            )));
+            return;
+        }
+    };
     let ctx = Rc::new(WorkerContext {
         id: worker,
         panic_path: std::env::var_os(TEST_PANIC_PATH_ENV).map(|path| path.into_encoded_bytes()),
@@ -233,7 +303,7 @@ async fn worker_main(
             driver.name()
         );
     }
-    let _ = ready.send(Ok(bound));
+    let _ = ready.send(Ok((bound, copies)));
 
     monoio::spawn(reap_idle_upstreams(ctx.clone()));
     let mut accept_loops = Vec::new();
@@ -243,6 +313,49 @@ async fn worker_main(
     for accept in accept_loops {
         accept.await;
     }
+}
+
+/// Opens this worker's listeners: the inherited sockets of each address, or a newly bound
+/// `SO_REUSEPORT` socket where it inherited none. Returns the listeners and, per address, the
+/// bound address.
+fn open_listeners(
+    addresses: &[SocketAddr],
+    inherited: Vec<Vec<OwnedFd>>,
+) -> io::Result<(Vec<TcpListener>, Vec<SocketAddr>)> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    let mut bound = Vec::with_capacity(addresses.len());
+    let mut inherited = inherited.into_iter();
+    for addr in addresses {
+        let sockets = inherited.next().unwrap_or_default();
+        if sockets.is_empty() {
+            let opts = ListenerOpts::new()
+                .reuse_port(true)
+                .reuse_addr(true)
+                .backlog(LISTEN_BACKLOG as i32);
+            let listener = TcpListener::bind_with_config(addr, &opts).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("binding {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
+                )
+            })?;
+            bound.push(listener.local_addr().unwrap_or(*addr));
+            listeners.push(listener);
+            continue;
+        }
+        let first_listener = listeners.len();
+        for socket in sockets {
+            let listener =
+                TcpListener::from_std(std::net::TcpListener::from(socket)).map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("registering an inherited socket for {addr} failed: {err}"),
+                    )
+                })?;
+            listeners.push(listener);
+        }
+        bound.push(listeners[first_listener].local_addr().unwrap_or(*addr));
+    }
+    Ok((listeners, bound))
 }
 
 async fn reap_idle_upstreams(ctx: Rc<WorkerContext>) {
