@@ -61,6 +61,9 @@ const SOCKETS_FOLLOW: u8 = b'F';
 /// Starts the workers: on sockets taken over from the process at the configured hand-off
 /// socket when `takeover` is set, else on newly bound ones. Then serves the hand-off socket
 /// for the next upgrade, when the config has one.
+///
+/// The hand-off socket is bound before the workers start and published under its path before
+/// the old process is told to stop, so a process that listens always has a reachable one.
 pub fn start_workers(
     config: Arc<Config>,
     driver: DriverKind,
@@ -71,13 +74,13 @@ pub fn start_workers(
         .as_ref()
         .map(|handoff| handoff.socket.clone());
     if !takeover {
-        if let Some(path) = &socket_path {
-            check_no_live_process(path)?;
-        }
+        let Some(path) = socket_path else {
+            return worker::start(config);
+        };
+        check_no_live_process(&path)?;
+        let listener = PendingSocket::bind(&path)?.publish()?;
         let workers = worker::start(config)?;
-        if let Some(path) = socket_path {
-            serve(&path, &workers, driver)?;
-        }
+        spawn_server(listener, &path, &workers, driver)?;
         return Ok(workers);
     }
 
@@ -86,11 +89,13 @@ pub fn start_workers(
             "--takeover needs \"handoff\": {\"socket\": PATH} in the config file; add the socket the running process serves",
         ));
     };
+    let pending = PendingSocket::bind(&path)?;
     let mut takeover = Takeover::connect(&path, driver, &config.listen)?;
     let old_pid = takeover.old_pid;
     let workers = worker::start_with(config, takeover.take_inherited())?;
+    let listener = pending.publish()?;
     takeover.finish();
-    serve(&path, &workers, driver)?;
+    spawn_server(listener, &path, &workers, driver)?;
     info!(
         old_pid,
         "took over the listening sockets; the old process stops accepting"
@@ -395,32 +400,73 @@ fn check_no_live_process(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Binds the hand-off socket at `path` and serves it on a thread. The socket is bound under a
-/// temporary name and renamed over `path`, which replaces a left-over file or the old
-/// process's socket in one step.
-fn serve(path: &Path, workers: &Workers, driver: DriverKind) -> io::Result<()> {
-    let temporary = temporary_path(path);
-    let _ = std::fs::remove_file(&temporary);
-    let bind_error = |err: io::Error| {
-        io::Error::new(
-            err.kind(),
-            format!(
-                "binding hand-off socket {} failed: {err}; check that its directory exists and is writable, or change \"handoff\".\"socket\"",
-                path.display()
-            ),
-        )
-    };
-    let listener = UnixListener::bind(&temporary).map_err(bind_error)?;
-    std::fs::set_permissions(
-        &temporary,
-        std::fs::Permissions::from_mode(SOCKET_FILE_MODE),
-    )
-    .and_then(|()| std::fs::rename(&temporary, path))
-    .map_err(|err| {
-        let _ = std::fs::remove_file(&temporary);
-        bind_error(err)
-    })?;
+/// A hand-off socket bound under a temporary name next to its path. `publish` renames it over
+/// the path, which replaces a left-over file or the old process's socket in one step; dropping
+/// it unpublished removes the temporary file.
+struct PendingSocket {
+    listener: Option<UnixListener>,
+    temporary: PathBuf,
+    path: PathBuf,
+}
 
+impl PendingSocket {
+    fn bind(path: &Path) -> io::Result<PendingSocket> {
+        let temporary = temporary_path(path);
+        let _ = std::fs::remove_file(&temporary);
+        let listener = UnixListener::bind(&temporary).map_err(|err| bind_error(path, err))?;
+        let pending = PendingSocket {
+            listener: Some(listener),
+            temporary,
+            path: path.to_path_buf(),
+        };
+        std::fs::set_permissions(
+            &pending.temporary,
+            std::fs::Permissions::from_mode(SOCKET_FILE_MODE),
+        )
+        .map_err(|err| bind_error(path, err))?;
+        Ok(pending)
+    }
+
+    fn publish(mut self) -> io::Result<UnixListener> {
+        std::fs::rename(&self.temporary, &self.path).map_err(|err| bind_error(&self.path, err))?;
+        Ok(self
+            .listener
+            .take()
+            .expect("a pending socket has a listener"))
+    }
+}
+
+impl Drop for PendingSocket {
+    fn drop(&mut self) {
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+fn bind_error(path: &Path, err: io::Error) -> io::Error {
+    io::Error::new(
+        err.kind(),
+        format!(
+            "binding hand-off socket {} failed: {err}; check that its directory exists and is writable, or change \"handoff\".\"socket\"",
+            path.display()
+        ),
+    )
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}.tmp", std::process::id()));
+    PathBuf::from(name)
+}
+
+/// Serves the hand-off socket on its own thread, off the workers.
+fn spawn_server(
+    listener: UnixListener,
+    path: &Path,
+    workers: &Workers,
+    driver: DriverKind,
+) -> io::Result<()> {
     let sockets: Vec<RawFd> = workers.sockets.iter().map(AsRawFd::as_raw_fd).collect();
     let path = path.to_path_buf();
     info!(socket = %path.display(), sockets = sockets.len(), "serving listener hand-off");
@@ -428,12 +474,6 @@ fn serve(path: &Path, workers: &Workers, driver: DriverKind) -> io::Result<()> {
         .name("ringway-handoff".to_owned())
         .spawn(move || serve_connections(listener, path, sockets, driver))?;
     Ok(())
-}
-
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{}.tmp", std::process::id()));
-    PathBuf::from(name)
 }
 
 /// Hands the sockets to one new process after another until one of them takes over. The

@@ -107,26 +107,15 @@ pub fn start_with(config: Arc<Config>, inherited: Inherited) -> io::Result<Worke
     let mut listen = config.listen.clone();
     let mut threads = Vec::with_capacity(count);
     let mut sockets = Vec::new();
-    let mut assigned = assign_inherited(inherited, config.listen.len(), count);
-    for worker in 0..count {
+    let assigned = assign_inherited(inherited, config.listen.len(), count);
+    for (worker, own) in assigned.into_iter().enumerate() {
         let (ready_tx, ready_rx) = mpsc::channel();
         let worker_config = config.clone();
-        let addresses = listen.clone();
+        let addresses: Vec<(SocketAddr, Vec<OwnedFd>)> = listen.iter().copied().zip(own).collect();
         let core = config.workers.core_for(worker);
-        let own = std::mem::take(&mut assigned[worker]);
         let thread = std::thread::Builder::new()
             .name(format!("ringway-worker-{worker}"))
-            .spawn(move || {
-                run_worker(
-                    worker,
-                    core,
-                    driver,
-                    worker_config,
-                    addresses,
-                    own,
-                    ready_tx,
-                )
-            })?;
+            .spawn(move || run_worker(worker, core, driver, worker_config, addresses, ready_tx))?;
         // Worker 0 binds first, so that a port 0 becomes one real port that the other
         // workers then share through SO_REUSEPORT.
         match ready_rx.recv() {
@@ -178,8 +167,7 @@ fn run_worker(
     core: Option<usize>,
     driver: DriverKind,
     config: Arc<Config>,
-    addresses: Vec<SocketAddr>,
-    inherited: Vec<Vec<OwnedFd>>,
+    addresses: Vec<(SocketAddr, Vec<OwnedFd>)>,
     ready: mpsc::Sender<Ready>,
 ) {
     let pinned =
@@ -191,7 +179,6 @@ fn run_worker(
         driver,
         config.clone(),
         addresses,
-        inherited,
         ready.clone(),
     );
     let result = match driver {
@@ -251,11 +238,10 @@ async fn worker_main(
     pinned: bool,
     driver: DriverKind,
     config: Arc<Config>,
-    addresses: Vec<SocketAddr>,
-    inherited: Vec<Vec<OwnedFd>>,
+    addresses: Vec<(SocketAddr, Vec<OwnedFd>)>,
     ready: mpsc::Sender<Ready>,
 ) {
-    let (listeners, bound) = match open_listeners(&addresses, inherited) {
+    let (listeners, bound) = match open_listeners(addresses) {
         Ok(opened) => opened,
         Err(err) => {
             let _ = ready.send(Err(err));
@@ -315,18 +301,15 @@ async fn worker_main(
     }
 }
 
-/// Opens this worker's listeners: the inherited sockets of each address, or a newly bound
+/// Opens this worker's listeners: for each address, its inherited sockets, or a newly bound
 /// `SO_REUSEPORT` socket where it inherited none. Returns the listeners and, per address, the
 /// bound address.
 fn open_listeners(
-    addresses: &[SocketAddr],
-    inherited: Vec<Vec<OwnedFd>>,
+    addresses: Vec<(SocketAddr, Vec<OwnedFd>)>,
 ) -> io::Result<(Vec<TcpListener>, Vec<SocketAddr>)> {
     let mut listeners = Vec::with_capacity(addresses.len());
     let mut bound = Vec::with_capacity(addresses.len());
-    let mut inherited = inherited.into_iter();
-    for addr in addresses {
-        let sockets = inherited.next().unwrap_or_default();
+    for (addr, sockets) in addresses {
         if sockets.is_empty() {
             let opts = ListenerOpts::new()
                 .reuse_port(true)
@@ -338,7 +321,7 @@ fn open_listeners(
                     format!("binding {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
                 )
             })?;
-            bound.push(listener.local_addr().unwrap_or(*addr));
+            bound.push(listener.local_addr().unwrap_or(addr));
             listeners.push(listener);
             continue;
         }
@@ -353,7 +336,7 @@ fn open_listeners(
                 })?;
             listeners.push(listener);
         }
-        bound.push(listeners[first_listener].local_addr().unwrap_or(*addr));
+        bound.push(listeners[first_listener].local_addr().unwrap_or(addr));
     }
     Ok((listeners, bound))
 }

@@ -1300,3 +1300,39 @@ fn parse_listening_line(line: &str) -> Option<SocketAddr> {
         .parse()
         .ok()
 }
+
+impl Ringway {
+    /// Like `start`, with `args` after `--config FILE` (for example `--takeover`).
+    pub fn start_with_args(config: &Value, args: &[&str]) -> Ringway {
+        let config = TempConfig::write(config);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringway"));
+        command.arg("--config").arg(&config.path).args(args);
+        let mut process = ChildProcess::spawn("ringway", command);
+        let addr = process.wait_for_listening();
+        Ringway {
+            addr,
+            process,
+            _config: config,
+        }
+    }
+
+    /// Like `start_expecting_failure`, with `args` after `--config FILE`; returns the output
+    /// and the exit status.
+    pub fn start_expecting_failure_with_args(
+        config: &Value,
+        args: &[&str],
+    ) -> (String, ExitStatus) {
+        let config = TempConfig::write(config);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringway"));
+        command.arg("--config").arg(&config.path).args(args);
+        let mut process = ChildProcess::spawn("ringway", command);
+        let status = process.wait_for_exit_rejecting_listen();
+        (process.logs(), status)
+    }
+
+    /// Waits up to `timeout` for ringway to exit and returns its status, or `None` when it
+    /// still runs.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.process.wait_for_exit(timeout)
+    }
+}
