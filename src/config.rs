@@ -214,7 +214,7 @@ const LOG_KEYS: &[&str] = &["level"];
 const IO_URING_KEYS: &[&str] = &["entries", "coop_taskrun", "single_issuer", "sqpoll_idle_ms"];
 const HANDOFF_KEYS: &[&str] = &["socket"];
 
-/// Maximum length in bytes of a Unix socket path: `sun_path` holds 108 bytes on Linux,
+/// Maximum length in bytes of a Unix socket path: `sun_path` is 108 bytes on Linux,
 /// including the terminating NUL.
 pub const MAX_UNIX_SOCKET_PATH_BYTES: usize = 107;
 

@@ -11,8 +11,13 @@
 //! 5. O sends `D` (draining) and stops through the same path as on SIGTERM.
 //!
 //! When N fails before step 4 it closes the connection, and O keeps serving. Both processes
-//! accept from the same sockets between steps 3 and 5, which is harmless: each connection is
-//! accepted by exactly one of them.
+//! accept from the same sockets between steps 3 and 5, which is harmless because each
+//! connection is accepted by exactly one of them.
+//!
+//! NOTE: step 5 uses the SIGTERM path, which exits at once today, so connections that O has
+//! accepted but not answered are cut. Its drain must stop accepting by cancelling the pending
+//! accepts and serving what they return. shutdown(2) on a listening socket would stop N's
+//! listeners as well, because both processes hold the same sockets.
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
@@ -35,8 +40,7 @@ use crate::worker::{self, DriverKind, Inherited, Workers};
 pub const PROTOCOL: &str = "ringway-handoff-1";
 
 /// Bound for each step of the exchange other than the new process's start-up: connecting,
-/// each read and each write. A process that does not answer within it is reported as not
-/// answering.
+/// each read and each write. A step that takes longer fails with a timed-out error.
 pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the old process waits for the new one to report its workers ready. Start-up
@@ -62,8 +66,8 @@ const SOCKETS_FOLLOW: u8 = b'F';
 /// socket when `takeover` is set, else on newly bound ones. Then serves the hand-off socket
 /// for the next upgrade, when the config has one.
 ///
-/// The hand-off socket is bound before the workers start and published under its path before
-/// the old process is told to stop, so a process that listens always has a reachable one.
+/// The hand-off socket is bound before the workers start, and it is published under its path
+/// before the old process receives the ready byte, so a listening process always serves one.
 pub fn start_workers(
     config: Arc<Config>,
     driver: DriverKind,
@@ -326,8 +330,8 @@ fn receive_sockets(stream: &UnixStream, count: usize) -> io::Result<Vec<OwnedFd>
 /// Sorts received sockets by the entry of `listen` they serve, by their local address. A
 /// `listen` entry with port 0 takes the sockets of the first unclaimed address with its IP,
 /// so a process started on port 0 can be replaced by one with the same config. Sockets of
-/// addresses no longer in `listen` are closed here; the old process closes its copies as it
-/// stops, and only then does the kernel close those sockets.
+/// addresses no longer in `listen` are closed here. The kernel closes them once the old
+/// process closes its copies as it stops.
 fn match_sockets(sockets: Vec<OwnedFd>, listen: &[SocketAddr]) -> io::Result<Inherited> {
     let mut by_address: Vec<(SocketAddr, Vec<OwnedFd>)> = Vec::new();
     for socket in sockets {
@@ -385,8 +389,9 @@ fn match_sockets(sockets: Vec<OwnedFd>, listen: &[SocketAddr]) -> io::Result<Inh
     Ok(Inherited { per_address })
 }
 
-/// Fails when a process answers on `path`, so two processes never serve one hand-off socket.
-/// A file that refuses connections is left over by a stopped process, and `serve` replaces it.
+/// Fails when a process accepts connections on `path`, so two processes never serve one
+/// hand-off socket. A file that rejects connections is left over by a stopped process, and
+/// `PendingSocket::publish` replaces it.
 fn check_no_live_process(path: &Path) -> io::Result<()> {
     match UnixStream::connect(path) {
         Ok(_) => Err(io::Error::new(
@@ -401,7 +406,7 @@ fn check_no_live_process(path: &Path) -> io::Result<()> {
 }
 
 /// A hand-off socket bound under a temporary name next to its path. `publish` renames it over
-/// the path, which replaces a left-over file or the old process's socket in one step; dropping
+/// the path, which replaces a left-over file or the old process's socket in one step. Dropping
 /// it unpublished removes the temporary file.
 struct PendingSocket {
     listener: Option<UnixListener>,
@@ -536,7 +541,7 @@ fn serve_connections(
 const HANDOFF_ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Runs the old process's side of the exchange. Returns `Ok` once the new process reported
-/// ready and was told that this one stops.
+/// ready and received the draining byte.
 fn hand_off(stream: &mut UnixStream, sockets: &[RawFd], driver: DriverKind) -> io::Result<()> {
     stream.set_read_timeout(Some(HANDOFF_TIMEOUT))?;
     stream.set_write_timeout(Some(HANDOFF_TIMEOUT))?;

@@ -417,8 +417,8 @@ pub fn send_with_fds(socket: &UnixStream, payload: &[u8], fds: &[RawFd]) -> io::
             );
         }
     }
-    // SAFETY: `msg` points to a live iovec over `payload` and, when set, to the control buffer,
-    // both of which outlive the call; the socket is open while borrowed.
+    // SAFETY: `msg` points to a live iovec over `payload` and, when set, to the control buffer.
+    // Both outlive the call, and the socket is open while borrowed.
     let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
@@ -458,7 +458,7 @@ pub fn recv_with_fds(
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = space as _;
     // SAFETY: `msg` points to a writable iovec over `payload` and a writable, aligned control
-    // buffer of `space` bytes, both live for the call; the socket is open while borrowed.
+    // buffer of `space` bytes. Both live for the call, and the socket is open while borrowed.
     let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if received < 0 {
         return Err(io::Error::last_os_error());
@@ -468,7 +468,7 @@ pub fn recv_with_fds(
     // control buffer with well-formed headers, which CMSG_FIRSTHDR/CMSG_NXTHDR walk within
     // bounds. Each SCM_RIGHTS header carries `(cmsg_len - CMSG_LEN(0)) / 4` descriptors that
     // are new in this process and owned by no other code, so wrapping them in `OwnedFd` is
-    // sound; they are read with `read_unaligned` because CMSG_DATA need not be aligned for i32.
+    // sound. They are read with `read_unaligned` because CMSG_DATA need not be aligned for i32.
     unsafe {
         let mut header = libc::CMSG_FIRSTHDR(&msg);
         while !header.is_null() {
@@ -525,7 +525,7 @@ pub fn peer_credentials(socket: &UnixStream) -> io::Result<PeerCredentials> {
 
 /// Returns the effective user id of this process.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
+    // SAFETY: geteuid takes no arguments and touches no memory of this process.
     unsafe { libc::geteuid() }
 }
 

@@ -87,7 +87,7 @@ pub struct Inherited {
     pub per_address: Vec<Vec<OwnedFd>>,
 }
 
-/// What a worker reports once it listens: its bound addresses and a duplicate of each socket.
+/// A worker's start-up report: its bound addresses and a duplicate of each listening socket.
 type Ready = io::Result<(Vec<SocketAddr>, Vec<OwnedFd>)>;
 
 /// Starts every worker and returns once all of them listen, or with the first start-up error.

@@ -25,7 +25,7 @@ const FRESH_CONNECTION_THREADS: usize = 2;
 /// Bound on the requests of one load thread, whatever the time.
 const MAX_REQUESTS_PER_THREAD: usize = 20_000;
 
-/// Bound on the time a load thread runs, whatever its stop flag says.
+/// Bound on the time a load thread runs, even while its stop flag is unset.
 const MAX_LOAD_TIME: Duration = Duration::from_secs(20);
 
 /// Load before and after each hand-off, so requests cross both processes.
@@ -80,9 +80,9 @@ fn exchange(stream: &mut TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether a failure on a reused keep-alive connection is the close that a client may answer
-/// by repeating an idempotent request on a new connection (RFC 9110 section 9.2.2): the
-/// server closed the idle connection before sending any byte of the response.
+/// Returns whether a failure on a reused keep-alive connection is a close before any byte of
+/// the response. A client may then repeat an idempotent request on a new connection (RFC 9110
+/// section 9.2.2).
 fn closed_before_response(error: &io::Error) -> bool {
     matches!(
         error.kind(),
@@ -164,7 +164,7 @@ fn take_over(old: &mut Ringway, config: &Value) -> Ringway {
 }
 
 // NOTE: the old process stops through the SIGTERM path, which still exits at once, so the
-// few connections it accepted but had not answered fail (about 1 in 10,000 here). Run this
+// few connections it accepted but had not responded to fail (about 1 in 10,000 here). Run this
 // test again once SIGTERM drains: stops accepting by cancelling its pending accepts (never by
 // shutdown(2), which would close the sockets the new process now uses) and finishes them.
 #[test]
@@ -302,7 +302,7 @@ fn second_process_without_takeover_fails() {
 fn stale_socket_file_is_replaced() {
     let origin = Origin::start();
     let socket = socket_path();
-    // A socket file nobody listens on, as a killed process leaves it.
+    // A socket file without a listener, as a killed process leaves it.
     drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind a stale socket"));
     let config = handoff_config(origin.addr, DRIVERS[0], 1, &socket);
     let proxy = Ringway::start(&config);
