@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -49,7 +49,7 @@ fn socket_path() -> PathBuf {
     ))
 }
 
-fn handoff_config(origin: SocketAddr, driver: Driver, workers: usize, socket: &PathBuf) -> Value {
+fn handoff_config(origin: SocketAddr, driver: Driver, workers: usize, socket: &Path) -> Value {
     let mut config = config_for(origin, driver);
     config["workers"] = json!(workers);
     config["handoff"] = json!({ "socket": socket.to_str().expect("UTF-8 temp path") });
