@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -27,7 +27,7 @@ use crate::generation::Generation;
 use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::metrics::{WorkerMetrics, WorkerSnapshot};
 use crate::proxy::{ClientRegistry, TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
-use crate::sys::{send_now, shutdown_socket};
+use crate::sys::{duplicate_fd, send_now, shutdown_socket};
 use crate::upstream::Upstreams;
 
 /// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
@@ -89,6 +89,9 @@ pub struct Workers {
     pub controls: Vec<WorkerHandle>,
     /// The access log writer thread, when the access log is on.
     pub access_log: Option<AccessLogWriter>,
+    /// A duplicate of every listening socket of every worker, which the hand-off sends to a
+    /// replacing process.
+    pub sockets: Vec<OwnedFd>,
 }
 
 /// The start-up inputs of a worker thread besides its configuration.
@@ -96,14 +99,35 @@ struct WorkerStart {
     worker: usize,
     core: Option<usize>,
     driver: DriverKind,
-    addresses: Vec<SocketAddr>,
+    /// Per `listen` entry: its address and the inherited sockets to accept on, if any.
+    addresses: Vec<(SocketAddr, Vec<OwnedFd>)>,
     control: WorkerEnd,
     access_log: Option<AccessLog>,
-    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
+    ready: mpsc::Sender<Ready>,
 }
+
+/// Listening sockets received from a running process, one list per entry of `listen` in the
+/// config (the list may be empty).
+#[derive(Default)]
+pub struct Inherited {
+    pub per_address: Vec<Vec<OwnedFd>>,
+}
+
+/// A worker's start-up report: its bound addresses and a duplicate of each listening socket.
+type Ready = io::Result<(Vec<SocketAddr>, Vec<OwnedFd>)>;
 
 /// Starts every worker and returns once all of them listen, or with the first start-up error.
 pub fn start(config: Arc<Config>) -> io::Result<Workers> {
+    start_with(config, Inherited::default())
+}
+
+/// Starts every worker on the `inherited` sockets where there are any, binding the rest.
+///
+/// Worker `w` of `n` takes the inherited sockets `w`, `w + n`, `w + 2n` ... of each address.
+/// All of them stay in use: each socket has its own accept queue, so a socket that no worker
+/// accepted on would hold its queued connections until they time out. A worker without an
+/// inherited socket for an address binds a new `SO_REUSEPORT` one.
+pub fn start_with(config: Arc<Config>, inherited: Inherited) -> io::Result<Workers> {
     let driver = choose_driver(config.driver)?;
     let count = config.workers.count();
     let (access_log, mut worker_logs) = match AccessLogWriter::start(&config.access_log, count)? {
@@ -113,7 +137,9 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
     let mut listen = config.listen.clone();
     let mut threads = Vec::with_capacity(count);
     let mut controls = Vec::with_capacity(count);
-    for (worker, log) in worker_logs.iter_mut().enumerate() {
+    let mut sockets = Vec::new();
+    let assigned = assign_inherited(inherited, config.listen.len(), count);
+    for ((worker, log), own) in worker_logs.iter_mut().enumerate().zip(assigned) {
         let (ready_tx, ready_rx) = mpsc::channel();
         let worker_config = config.clone();
         let (handle, control) = control::channel(worker)?;
@@ -122,7 +148,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
             worker,
             core: config.workers.core_for(worker),
             driver,
-            addresses: listen.clone(),
+            addresses: listen.iter().copied().zip(own).collect(),
             control,
             access_log: log.take(),
             ready: ready_tx,
@@ -133,7 +159,10 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
         // Worker 0 binds first, so that a port 0 becomes one real port that the other
         // workers then share through SO_REUSEPORT.
         match ready_rx.recv() {
-            Ok(Ok(bound)) => listen = bound,
+            Ok(Ok((bound, copies))) => {
+                listen = bound;
+                sockets.extend(copies);
+            }
             Ok(Err(err)) => return Err(err),
             Err(_) => {
                 return Err(io::Error::other(format!(
@@ -149,7 +178,31 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
         driver,
         controls,
         access_log,
+        sockets,
     })
+}
+
+/// Splits inherited sockets among `workers`: the result holds, per worker, one list of
+/// sockets per listen address.
+fn assign_inherited(
+    inherited: Inherited,
+    addresses: usize,
+    workers: usize,
+) -> Vec<Vec<Vec<OwnedFd>>> {
+    let mut assigned: Vec<Vec<Vec<OwnedFd>>> = (0..workers)
+        .map(|_| (0..addresses).map(|_| Vec::new()).collect())
+        .collect();
+    for (address, sockets) in inherited
+        .per_address
+        .into_iter()
+        .enumerate()
+        .take(addresses)
+    {
+        for (index, socket) in sockets.into_iter().enumerate() {
+            assigned[index % workers][address].push(socket);
+        }
+    }
+    assigned
 }
 
 fn run_worker(start: WorkerStart, config: Arc<Config>) {
@@ -219,28 +272,29 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         access_log,
         ready,
     } = start;
-    let mut listeners = Vec::with_capacity(addresses.len());
-    let mut bound = Vec::with_capacity(addresses.len());
-    for addr in &addresses {
-        let opts = ListenerOpts::new()
-            .reuse_port(true)
-            .reuse_addr(true)
-            .backlog(LISTEN_BACKLOG as i32);
-        match TcpListener::bind_with_config(addr, &opts) {
-            Ok(listener) => {
-                let local = listener.local_addr().unwrap_or(*addr);
-                bound.push(local);
-                listeners.push(listener);
-            }
-            Err(err) => {
-                let _ = ready.send(Err(io::Error::new(
-                    err.kind(),
-                    format!("binding {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
-                )));
-                return;
-            }
+    let (listeners, bound) = match open_listeners(addresses) {
+        Ok(opened) => opened,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return;
         }
-    }
+    };
+    let copies = match listeners
+        .iter()
+        .map(|listener| duplicate_fd(listener.as_raw_fd()))
+        .collect::<io::Result<Vec<_>>>()
+    {
+        Ok(copies) => copies,
+        Err(err) => {
+            let _ = ready.send(Err(io::Error::new(
+                err.kind(),
+                format!(
+                    "worker {worker}: duplicating a listening socket for the hand-off failed: {err}"
+                ),
+            )));
+            return;
+        }
+    };
     let control_socket = match control_socket(control.socket, driver) {
         Ok(socket) => socket,
         Err(err) => {
@@ -287,7 +341,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
             driver.name()
         );
     }
-    let _ = ready.send(Ok(bound));
+    let _ = ready.send(Ok((bound, copies)));
 
     monoio::spawn(reap_idle_upstreams(ctx.clone()));
     monoio::spawn(probe_servers(ctx.clone()));
@@ -431,6 +485,46 @@ async fn flush_access_log(ctx: Rc<WorkerContext>) {
             log.flush(&ctx.metrics);
         }
     }
+}
+
+/// Opens this worker's listeners: for each address, its inherited sockets, or a newly bound
+/// `SO_REUSEPORT` socket where it inherited none. Returns the listeners and, per address, the
+/// bound address.
+fn open_listeners(
+    addresses: Vec<(SocketAddr, Vec<OwnedFd>)>,
+) -> io::Result<(Vec<TcpListener>, Vec<SocketAddr>)> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    let mut bound = Vec::with_capacity(addresses.len());
+    for (addr, sockets) in addresses {
+        if sockets.is_empty() {
+            let opts = ListenerOpts::new()
+                .reuse_port(true)
+                .reuse_addr(true)
+                .backlog(LISTEN_BACKLOG as i32);
+            let listener = TcpListener::bind_with_config(addr, &opts).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("binding {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
+                )
+            })?;
+            bound.push(listener.local_addr().unwrap_or(addr));
+            listeners.push(listener);
+            continue;
+        }
+        let first_listener = listeners.len();
+        for socket in sockets {
+            let listener =
+                TcpListener::from_std(std::net::TcpListener::from(socket)).map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("registering an inherited socket for {addr} failed: {err}"),
+                    )
+                })?;
+            listeners.push(listener);
+        }
+        bound.push(listeners[first_listener].local_addr().unwrap_or(addr));
+    }
+    Ok((listeners, bound))
 }
 
 async fn reap_idle_upstreams(ctx: Rc<WorkerContext>) {
