@@ -14,10 +14,11 @@
 //! accept from the same sockets between steps 3 and 5, which is harmless because each
 //! connection is accepted by exactly one of them.
 //!
-//! NOTE: step 5 uses the SIGTERM path, which exits at once today, so connections that O has
-//! accepted but not answered are cut. Its drain must stop accepting by cancelling the pending
-//! accepts and serving what they return. shutdown(2) on a listening socket would stop N's
-//! listeners as well, because both processes hold the same sockets.
+//! In step 5 O drains as on SIGTERM: each worker cancels its pending accepts, serves any
+//! connection they still return, and closes its listening descriptors, and then O closes the
+//! copies this module kept. The sockets stay open in N, so connections queued on them wait for
+//! N's accepts. shutdown(2) on a listening socket is never used, because it would stop N's
+//! listeners as well.
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
@@ -26,7 +27,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::{error, info, warn};
@@ -62,9 +63,51 @@ const READY: u8 = b'R';
 const DRAINING: u8 = b'D';
 const SOCKETS_FOLLOW: u8 = b'F';
 
+/// The process's own copies of its listening sockets, which the hand-off thread sends to a
+/// replacing process. The drain closes them once the workers closed theirs, so that after a
+/// plain SIGTERM no descriptor keeps a socket open and new connections are refused.
+#[derive(Clone, Default)]
+pub struct ListenerCopies {
+    sockets: Arc<Mutex<Option<Vec<OwnedFd>>>>,
+}
+
+impl ListenerCopies {
+    fn new(sockets: Vec<OwnedFd>) -> ListenerCopies {
+        ListenerCopies {
+            sockets: Arc::new(Mutex::new(Some(sockets))),
+        }
+    }
+
+    /// Closes the copies. A hand-off that starts later fails, and one past sending its
+    /// sockets is not affected.
+    pub fn close(&self) {
+        let closed = self
+            .sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(closed);
+    }
+
+    /// Duplicates the copies for one hand-off, so the lock is not held while sending them.
+    fn duplicate(&self) -> io::Result<Vec<OwnedFd>> {
+        let sockets = self
+            .sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match sockets.as_ref() {
+            Some(sockets) => sockets.iter().map(OwnedFd::try_clone).collect(),
+            None => Err(io::Error::other(
+                "this process is draining and has closed its listening sockets; start the new process without --takeover",
+            )),
+        }
+    }
+}
+
 /// Starts the workers: on sockets taken over from the process at the configured hand-off
 /// socket when `takeover` is set, else on newly bound ones. Then serves the hand-off socket
-/// for the next upgrade, when the config has one.
+/// for the next upgrade, when the config has one. Returns the workers and the copies of their
+/// listening sockets, which the caller closes when it drains (none without `"handoff"`).
 ///
 /// The hand-off socket is bound before the workers start, and it is published under its path
 /// before the old process receives the ready byte, so a listening process always serves one.
@@ -72,20 +115,24 @@ pub fn start_workers(
     config: Arc<Config>,
     driver: DriverKind,
     takeover: bool,
-) -> io::Result<Workers> {
+) -> io::Result<(Workers, ListenerCopies)> {
     let socket_path = config
         .handoff
         .as_ref()
         .map(|handoff| handoff.socket.clone());
     if !takeover {
         let Some(path) = socket_path else {
-            return worker::start(config);
+            let mut workers = worker::start(config)?;
+            // Without a hand-off socket nothing sends the copies, so they close at once.
+            workers.sockets.clear();
+            return Ok((workers, ListenerCopies::default()));
         };
         check_no_live_process(&path)?;
         let listener = PendingSocket::bind(&path)?.publish()?;
-        let workers = worker::start(config)?;
-        spawn_server(listener, &path, &workers, driver)?;
-        return Ok(workers);
+        let mut workers = worker::start(config)?;
+        let copies = ListenerCopies::new(std::mem::take(&mut workers.sockets));
+        spawn_server(listener, &path, copies.clone(), driver)?;
+        return Ok((workers, copies));
     }
 
     let Some(path) = socket_path else {
@@ -96,15 +143,16 @@ pub fn start_workers(
     let pending = PendingSocket::bind(&path)?;
     let mut takeover = Takeover::connect(&path, driver, &config.listen)?;
     let old_pid = takeover.old_pid;
-    let workers = worker::start_with(config, takeover.take_inherited())?;
+    let mut workers = worker::start_with(config, takeover.take_inherited())?;
+    let copies = ListenerCopies::new(std::mem::take(&mut workers.sockets));
     let listener = pending.publish()?;
     takeover.finish();
-    spawn_server(listener, &path, &workers, driver)?;
+    spawn_server(listener, &path, copies.clone(), driver)?;
     info!(
         old_pid,
         "took over the listening sockets; the old process stops accepting"
     );
-    Ok(workers)
+    Ok((workers, copies))
 }
 
 /// A hand-off in progress on the new process's side: the sockets are received, the workers
@@ -469,24 +517,23 @@ fn temporary_path(path: &Path) -> PathBuf {
 fn spawn_server(
     listener: UnixListener,
     path: &Path,
-    workers: &Workers,
+    sockets: ListenerCopies,
     driver: DriverKind,
 ) -> io::Result<()> {
-    let sockets: Vec<RawFd> = workers.sockets.iter().map(AsRawFd::as_raw_fd).collect();
     let path = path.to_path_buf();
-    info!(socket = %path.display(), sockets = sockets.len(), "serving listener hand-off");
+    info!(socket = %path.display(), "serving listener hand-off");
     std::thread::Builder::new()
         .name("ringway-handoff".to_owned())
         .spawn(move || serve_connections(listener, path, sockets, driver))?;
     Ok(())
 }
 
-/// Hands the sockets to one new process after another until one of them takes over. The
-/// raw descriptors stay valid because `Workers::sockets` lives until the process exits.
+/// Hands the sockets to one new process after another until one of them takes over or this
+/// process drains.
 fn serve_connections(
     listener: UnixListener,
     path: PathBuf,
-    sockets: Vec<RawFd>,
+    sockets: ListenerCopies,
     driver: DriverKind,
 ) {
     for connection in listener.incoming() {
@@ -517,7 +564,11 @@ fn serve_connections(
             new_pid = peer.pid,
             "a new process requests the listening sockets"
         );
-        match hand_off(&mut stream, &sockets, driver) {
+        let result = sockets.duplicate().and_then(|copies| {
+            let fds: Vec<RawFd> = copies.iter().map(AsRawFd::as_raw_fd).collect();
+            hand_off(&mut stream, &fds, driver)
+        });
+        match result {
             Ok(()) => {
                 info!(
                     new_pid = peer.pid,

@@ -328,7 +328,7 @@ fn run(config: config::Config, path: PathBuf, takeover: bool) -> ExitCode {
         }
         None => None,
     };
-    let workers = match handoff::start_workers(config.clone(), driver, takeover) {
+    let (workers, listener_copies) = match handoff::start_workers(config.clone(), driver, takeover) {
         Ok(workers) => workers,
         Err(err) => {
             error!("start-up failed: {err}");
@@ -336,13 +336,10 @@ fn run(config: config::Config, path: PathBuf, takeover: bool) -> ExitCode {
         }
     };
     info!(listeners = ?workers.listen, "ringway is ready");
-    // The hand-off thread sends these sockets by their raw descriptors, so they stay open
-    // until `run` returns.
     let worker::Workers {
         threads,
         controls,
         access_log,
-        sockets: _handoff_sockets,
         ..
     } = workers;
     let controller = Arc::new(Mutex::new(Controller::new(
@@ -366,11 +363,23 @@ fn run(config: config::Config, path: PathBuf, takeover: bool) -> ExitCode {
             }
             Ok(libc::SIGUSR1) => reopen_access_log(access_log.as_ref()),
             Ok(signal) => {
-                return drain(&controller, threads, access_log, sys::signal_name(signal));
+                return drain(
+                    &controller,
+                    &listener_copies,
+                    threads,
+                    access_log,
+                    sys::signal_name(signal),
+                );
             }
             Err(err) => {
                 error!("waiting for signals failed: {err}; draining");
-                return drain(&controller, threads, access_log, "a signal error");
+                return drain(
+                    &controller,
+                    &listener_copies,
+                    threads,
+                    access_log,
+                    "a signal error",
+                );
             }
         }
     }
@@ -390,6 +399,7 @@ fn reopen_access_log(access_log: Option<&AccessLogWriter>) {
 /// A second SIGTERM or SIGINT, or the end of the grace period, exits at once.
 fn drain(
     controller: &Mutex<Controller>,
+    listener_copies: &handoff::ListenerCopies,
     threads: Vec<std::thread::JoinHandle<()>>,
     access_log: Option<AccessLogWriter>,
     cause: &str,
@@ -400,6 +410,9 @@ fn drain(
         "{cause} received; shutting down by draining: listeners and idle connections are closed, busy connections finish their current response"
     );
     lock(controller).drain();
+    // The workers have closed their listening descriptors, so closing these copies closes
+    // the sockets, unless a process that took them over holds them too.
+    listener_copies.close();
     let deadline = Instant::now() + grace;
     loop {
         if threads.iter().all(|thread| thread.is_finished()) {

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelHandle, Canceller};
 use monoio::net::{ListenerOpts, TcpListener, UnixStream};
 use tracing::{debug, error, info, warn};
 
@@ -27,7 +27,7 @@ use crate::generation::Generation;
 use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::metrics::{WorkerMetrics, WorkerSnapshot};
 use crate::proxy::{ClientRegistry, TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
-use crate::sys::{duplicate_fd, send_now, shutdown_socket};
+use crate::sys::{duplicate_fd, send_now};
 use crate::upstream::Upstreams;
 
 /// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
@@ -43,6 +43,10 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// How often a draining worker checks whether its last connection has ended.
 pub const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often a draining worker checks whether its cancelled accepts have returned. A
+/// cancellation completes within one turn of the event loop, so this is short.
+const LISTENER_CLOSE_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The response to a connection over `limits.max_connections_per_worker`. It is ringway's own
 /// refusal, so 503 with Retry-After (RFC 9110 section 15.6.4).
@@ -321,7 +325,8 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         connections: Cell::new(0),
         clients: ClientRegistry::default(),
         draining: Cell::new(false),
-        listener_fds: RefCell::new(listeners.iter().map(|l| l.as_raw_fd()).collect()),
+        accept_canceller: RefCell::new(Some(Canceller::new())),
+        open_listeners: Cell::new(listeners.len()),
         pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         client_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         upstream_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
@@ -353,9 +358,17 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
     if ctx.access_log.is_some() {
         monoio::spawn(flush_access_log(ctx.clone()));
     }
+    let cancel = match ctx.accept_canceller.borrow().as_ref() {
+        Some(canceller) => canceller.handle(),
+        None => return,
+    };
     let mut accept_loops = Vec::new();
     for listener in listeners {
-        accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener)));
+        accept_loops.push(monoio::spawn(accept_loop(
+            ctx.clone(),
+            listener,
+            cancel.clone(),
+        )));
     }
     for accept in accept_loops {
         accept.await;
@@ -413,7 +426,12 @@ async fn serve_control(
                     apply_config(&ctx, number, config);
                 }
             }
-            Command::Drain => start_drain(&ctx, &slots),
+            Command::Drain => {
+                start_drain(&ctx, &slots);
+                // The reply tells the controller that this worker holds no listener any more,
+                // so the process may close its own copies of the sockets.
+                listeners_closed(&ctx).await;
+            }
             Command::Metrics => {
                 let snapshot = snapshot(&ctx);
                 *lock(&slots.snapshot) = Some(snapshot);
@@ -442,6 +460,10 @@ fn apply_config(ctx: &WorkerContext, number: u64, config: Arc<Config>) {
 
 /// Stops accepting and closes idle client connections. Busy connections close after their
 /// current response (see `proxy`), and `worker_main` returns once none is left.
+///
+/// The pending accepts are cancelled rather than failed with shutdown(2), because after a
+/// hand-off the replacing process accepts on the same sockets (the same open file
+/// descriptions), and shutdown(2) would stop its listeners as well.
 fn start_drain(ctx: &WorkerContext, slots: &control::ControlSlots) {
     if ctx.draining.replace(true) {
         return;
@@ -449,12 +471,8 @@ fn start_drain(ctx: &WorkerContext, slots: &control::ControlSlots) {
     slots
         .open_connections
         .store(ctx.connections.get(), Ordering::Relaxed);
-    // shutdown(2) makes the pending accept of each listener fail, so the accept loops end
-    // without ever dropping an accept in flight (see `accept_loop`).
-    for fd in ctx.listener_fds.borrow_mut().drain(..) {
-        if let Err(err) = shutdown_socket(fd) {
-            warn!(worker = ctx.id, error = %err, "shutting a listener down failed");
-        }
+    if let Some(canceller) = ctx.accept_canceller.borrow_mut().take() {
+        canceller.cancel();
     }
     let closed_idle = ctx.clients.close_idle();
     debug!(
@@ -463,6 +481,13 @@ fn start_drain(ctx: &WorkerContext, slots: &control::ControlSlots) {
         busy = ctx.connections.get() - closed_idle,
         "worker draining"
     );
+}
+
+/// Waits until every accept loop of a draining worker has ended and closed its listener.
+async fn listeners_closed(ctx: &WorkerContext) {
+    while ctx.open_listeners.get() > 0 {
+        monoio::time::sleep(LISTENER_CLOSE_POLL_INTERVAL).await;
+    }
 }
 
 fn snapshot(ctx: &WorkerContext) -> WorkerSnapshot {
@@ -590,19 +615,19 @@ async fn probe_servers(ctx: Rc<WorkerContext>) {
     }
 }
 
-/// Accepts connections until the worker drains. `accept` is never raced against a timer or
-/// another future: in monoio 0.2.4, dropping an accept whose operation already completed leaks
-/// the socket. Draining instead shuts the listening socket down, which fails the pending accept.
-async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
+/// Accepts connections until the worker drains, then closes the listener.
+///
+/// `accept` is never raced against a timer or dropped while pending: in monoio 0.2.4, dropping
+/// an accept whose operation already completed leaks the socket. Draining instead cancels the
+/// accept through `cancel` and this loop awaits its result. A connection that the accept still
+/// returns (io_uring completed it before the cancellation arrived) is served like any other.
+async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener, cancel: CancelHandle) {
     let mut limit_log = RateLimitedLog::new(REPEATED_LOG_INTERVAL);
     loop {
-        let accepted = listener.accept().await;
-        if ctx.draining.get() {
-            // A connection accepted just before the shutdown is closed with the listener.
-            return;
-        }
-        let (stream, peer) = match accepted {
+        let (stream, peer) = match listener.cancelable_accept(cancel.clone()).await {
             Ok(accepted) => accepted,
+            // ECANCELED, or an error of a cancelled accept: either way it is the last one.
+            Err(_) if ctx.draining.get() => break,
             Err(err) => {
                 warn!(worker = ctx.id, error = %err, "accepting a connection failed; retrying shortly");
                 monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
@@ -639,7 +664,14 @@ async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
                 error!(worker = guard.0.id, client = %peer, "a panic ended this connection; the worker and its other connections go on");
             }
         });
+        if ctx.draining.get() {
+            break;
+        }
     }
+    // Closes this worker's descriptor. The socket itself stays open while another descriptor
+    // refers to it: the process's hand-off copy, or a replacing process's.
+    drop(listener);
+    ctx.open_listeners.set(ctx.open_listeners.get() - 1);
 }
 
 /// Decrements the worker's connection count when a connection task ends, however it ends.

@@ -163,12 +163,7 @@ fn take_over(old: &mut Ringway, config: &Value) -> Ringway {
     new
 }
 
-// NOTE: the old process stops through the SIGTERM path, which still exits at once, so the
-// few connections it accepted but had not responded to fail (about 1 in 10,000 here). Run this
-// test again once SIGTERM drains: stops accepting by cancelling its pending accepts (never by
-// shutdown(2), which would close the sockets the new process now uses) and finishes them.
 #[test]
-#[ignore = "needs SIGTERM to drain instead of exiting at once"]
 fn takeover_under_load_fails_nothing() {
     let origin = Origin::start();
     for driver in DRIVERS {
@@ -228,27 +223,25 @@ fn assert_fresh_connections_served(addr: SocketAddr, count: usize, context: &str
 #[test]
 fn takeover_changes_worker_count() {
     let origin = Origin::start();
-    let socket = socket_path();
-    // NOTE: epoll only for now. io_uring arms accepts with exclusive wake-ups, so an old
-    // process exiting with an accept pending can take the wake-up of a queued connection,
-    // which then waits for the next connection to arrive. Cancelling pending accepts before
-    // exit (the drain on SIGTERM) removes that; then loop over DRIVERS here.
-    let driver = Driver::Epoll;
-    let mut two = Ringway::start(&handoff_config(origin.addr, driver, 2, &socket));
+    for driver in DRIVERS {
+        let socket = socket_path();
+        let mut two = Ringway::start(&handoff_config(origin.addr, driver, 2, &socket));
 
-    // One worker keeps both received sockets and accepts on each of them.
-    let mut one = take_over(&mut two, &handoff_config(origin.addr, driver, 1, &socket));
-    assert_fresh_connections_served(one.addr, 50, "one worker on two sockets");
+        // One worker keeps both received sockets and accepts on each of them.
+        let mut one = take_over(&mut two, &handoff_config(origin.addr, driver, 1, &socket));
+        let context = format!("{driver:?}, one worker on two sockets");
+        assert_fresh_connections_served(one.addr, 50, &context);
 
-    // Three workers take the two sockets and bind a third.
-    let three = take_over(&mut one, &handoff_config(origin.addr, driver, 3, &socket));
-    assert_fresh_connections_served(three.addr, 50, "three workers");
-    assert!(
-        three.logs().contains("received 2 listening sockets"),
-        "output:\n{}",
-        three.logs()
-    );
-    let _ = std::fs::remove_file(&socket);
+        // Three workers take the two sockets and bind a third.
+        let three = take_over(&mut one, &handoff_config(origin.addr, driver, 3, &socket));
+        assert_fresh_connections_served(three.addr, 50, &format!("{driver:?}, three workers"));
+        assert!(
+            three.logs().contains("received 2 listening sockets"),
+            "{driver:?}: output:\n{}",
+            three.logs()
+        );
+        let _ = std::fs::remove_file(&socket);
+    }
 }
 
 #[test]
