@@ -411,7 +411,7 @@ fn drain(
     );
     lock(controller).drain();
     // The workers have closed their listening descriptors, so closing these copies closes
-    // the sockets, unless a process that took them over holds them too.
+    // the sockets, unless a process that took them over still has them open.
     listener_copies.close();
     let deadline = Instant::now() + grace;
     loop {
