@@ -199,6 +199,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "admin",
     "access_log",
     "shutdown",
+    "handoff",
 ];
 const TIMEOUT_KEYS: &[&str] = &[
     "connect_ms",
@@ -223,6 +224,11 @@ const LIMIT_KEYS: &[&str] = &[
 const BUFFER_KEYS: &[&str] = &["size_bytes", "per_worker"];
 const LOG_KEYS: &[&str] = &["level"];
 const IO_URING_KEYS: &[&str] = &["entries", "coop_taskrun", "single_issuer", "sqpoll_idle_ms"];
+const HANDOFF_KEYS: &[&str] = &["socket"];
+
+/// Maximum length in bytes of a Unix socket path: `sun_path` is 108 bytes on Linux,
+/// including the terminating NUL.
+pub const MAX_UNIX_SOCKET_PATH_BYTES: usize = 107;
 
 const ADMIN_KEYS: &[&str] = &["listen"];
 const ACCESS_LOG_KEYS: &[&str] = &["enabled", "path", "format"];
@@ -268,6 +274,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     pub access_log: AccessLog,
     pub shutdown: Shutdown,
+    /// Listener hand-off to a replacing process; `None` when the file has no `"handoff"`.
+    pub handoff: Option<Handoff>,
 }
 
 /// Worker threads and their CPU placement.
@@ -818,6 +826,13 @@ impl Default for Shutdown {
     }
 }
 
+/// Listener hand-off settings (`"handoff"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    /// Unix socket on which a running process hands its listening sockets to a new one.
+    pub socket: PathBuf,
+}
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -1301,6 +1316,7 @@ impl Checker<'_> {
         };
         let access_log = self.check_access_log(top.get("access_log"));
         let shutdown = self.check_shutdown(top.get("shutdown"));
+        let handoff = self.check_handoff(top.get("handoff"));
 
         if let (Some(limits), Some(buffers)) = (&limits, &buffers) {
             self.check_limits_fit_buffers(limits, buffers);
@@ -1322,6 +1338,7 @@ impl Checker<'_> {
             admin: admin?,
             access_log: access_log?,
             shutdown: shutdown?,
+            handoff: handoff?,
         })
     }
 
@@ -2198,6 +2215,41 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+    /// Returns `Some(None)` when `"handoff"` is absent.
+    fn check_handoff(&mut self, value: Option<&Json>) -> Option<Option<Handoff>> {
+        const PATH: &str = "handoff";
+        let Some(value) = value else {
+            return Some(None);
+        };
+        let object = self.object(PATH, value, HANDOFF_KEYS)?;
+        let fix = "add \"socket\": a Unix socket path such as \"/run/ringway/handoff.sock\"";
+        let socket_value = self.required(&object, PATH, "socket", fix)?;
+        let socket_path = key_path(PATH, "socket");
+        let socket = self.string(&socket_path, socket_value, fix)?;
+        if socket.is_empty() {
+            self.report(&socket_path, "empty socket path", fix);
+            return None;
+        }
+        if socket.len() > MAX_UNIX_SOCKET_PATH_BYTES {
+            self.report(
+                &socket_path,
+                format!(
+                    "socket path {} is {} bytes long, above the Unix socket maximum of {MAX_UNIX_SOCKET_PATH_BYTES}",
+                    quote(socket),
+                    socket.len()
+                ),
+                "use a shorter path, for example under /run",
+            );
+            return None;
+        }
+        if socket.contains('\0') {
+            self.report(&socket_path, "socket path contains a NUL byte", fix);
+            return None;
+        }
+        Some(Some(Handoff {
+            socket: PathBuf::from(socket),
+        }))
     }
 }
 

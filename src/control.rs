@@ -280,6 +280,7 @@ fn keep_restart_only_settings(running: &Config, mut new: Config) -> Config {
     keep("log", new.log != running.log);
     keep("admin", new.admin != running.admin);
     keep("access_log", new.access_log != running.access_log);
+    keep("handoff", new.handoff != running.handoff);
     new.listen = running.listen.clone();
     new.workers = running.workers.clone();
     new.driver = running.driver;
@@ -289,6 +290,7 @@ fn keep_restart_only_settings(running: &Config, mut new: Config) -> Config {
     new.log = running.log.clone();
     new.admin = running.admin.clone();
     new.access_log = running.access_log.clone();
+    new.handoff = running.handoff.clone();
     new
 }
 

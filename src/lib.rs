@@ -14,6 +14,7 @@ pub mod control;
 pub mod error;
 pub mod gateway;
 pub mod generation;
+pub mod handoff;
 pub mod http;
 pub mod logging;
 pub mod metrics;

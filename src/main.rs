@@ -1,6 +1,8 @@
-//! The `ringway` command: `ringway --config FILE` runs the proxy, `ringway --check-config FILE`
-//! validates a configuration and exits, and `ringway convert-ocelot FILE` prints an Ocelot
-//! ocelot.json as a ringway configuration. The first two accept an ocelot.json as well.
+//! The `ringway` command: `ringway --config FILE` runs the proxy, `ringway --config FILE
+//! --takeover` replaces a running one without closing its listening sockets, `ringway
+//! --check-config FILE` validates a configuration and exits, and `ringway convert-ocelot FILE`
+//! prints an Ocelot ocelot.json as a ringway configuration. `--config` and `--check-config`
+//! accept an ocelot.json as well.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,9 @@ use tracing::{error, info, warn};
 use ringway::access_log::AccessLogWriter;
 use ringway::admin;
 use ringway::config;
-use ringway::ocelot::{self, Note, Severity};
 use ringway::control::{Controller, lock};
+use ringway::handoff;
+use ringway::ocelot::{self, Note, Severity};
 use ringway::sys;
 use ringway::worker;
 
@@ -30,8 +33,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A streaming thread-per-core HTTP/1.1 reverse proxy.
 #[derive(Parser)]
+// build.rs adds the git commit of the build to `--version` when git could tell it.
 #[command(
     version,
+    long_version = include_str!(concat!(env!("OUT_DIR"), "/long_version.txt")),
     about,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
@@ -50,6 +55,10 @@ struct Args {
     /// every error with its key path, and exit (0 when the file is valid, 1 otherwise).
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
+    /// Take the listening sockets over from the ringway serving the "handoff" socket of the
+    /// config, then tell it to stop: a binary upgrade that refuses no connection.
+    #[arg(long, requires = "config")]
+    takeover: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -88,7 +97,7 @@ fn main() -> ExitCode {
     for note in &notes {
         warn!(path = %note.path, "converted from Ocelot: {}; instead, {}", note.message, note.instead);
     }
-    run(config, path)
+    run(config, path, args.takeover)
 }
 
 /// Reason a configuration file could not be used.
@@ -257,7 +266,7 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn run(config: config::Config, path: PathBuf) -> ExitCode {
+fn run(config: config::Config, path: PathBuf, takeover: bool) -> ExitCode {
     // Signals are blocked before any worker starts, so every thread inherits the mask and only
     // the main thread receives them through sigwait.
     if let Err(err) = sys::block_signals() {
@@ -319,7 +328,7 @@ fn run(config: config::Config, path: PathBuf) -> ExitCode {
         }
         None => None,
     };
-    let workers = match worker::start(config.clone()) {
+    let (workers, listener_copies) = match handoff::start_workers(config.clone(), driver, takeover) {
         Ok(workers) => workers,
         Err(err) => {
             error!("start-up failed: {err}");
@@ -354,11 +363,23 @@ fn run(config: config::Config, path: PathBuf) -> ExitCode {
             }
             Ok(libc::SIGUSR1) => reopen_access_log(access_log.as_ref()),
             Ok(signal) => {
-                return drain(&controller, threads, access_log, sys::signal_name(signal));
+                return drain(
+                    &controller,
+                    &listener_copies,
+                    threads,
+                    access_log,
+                    sys::signal_name(signal),
+                );
             }
             Err(err) => {
                 error!("waiting for signals failed: {err}; draining");
-                return drain(&controller, threads, access_log, "a signal error");
+                return drain(
+                    &controller,
+                    &listener_copies,
+                    threads,
+                    access_log,
+                    "a signal error",
+                );
             }
         }
     }
@@ -378,6 +399,7 @@ fn reopen_access_log(access_log: Option<&AccessLogWriter>) {
 /// A second SIGTERM or SIGINT, or the end of the grace period, exits at once.
 fn drain(
     controller: &Mutex<Controller>,
+    listener_copies: &handoff::ListenerCopies,
     threads: Vec<std::thread::JoinHandle<()>>,
     access_log: Option<AccessLogWriter>,
     cause: &str,
@@ -388,6 +410,9 @@ fn drain(
         "{cause} received; shutting down by draining: listeners and idle connections are closed, busy connections finish their current response"
     );
     lock(controller).drain();
+    // The workers have closed their listening descriptors, so closing these copies closes
+    // the sockets, unless a process that took them over still has them open.
+    listener_copies.close();
     let deadline = Instant::now() + grace;
     loop {
         if threads.iter().all(|thread| thread.is_finished()) {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Canceller};
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -102,8 +102,10 @@ pub struct WorkerContext {
     pub clients: ClientRegistry,
     /// Set once the worker drains: connections close after their current response.
     pub draining: Cell<bool>,
-    /// Descriptors of the worker's listeners, shut down when it drains.
-    pub listener_fds: RefCell<Vec<RawFd>>,
+    /// Cancels the pending accept of every listener when the worker drains; `None` once used.
+    pub accept_canceller: RefCell<Option<Canceller>>,
+    /// Listeners whose accept loop has not ended yet.
+    pub open_listeners: Cell<usize>,
     /// Rate limit for the warning that the buffer pool is exhausted.
     pub pool_log: RefCell<RateLimitedLog>,
     /// Rate limit for the log lines about requests rejected as the client's fault.
@@ -189,11 +191,17 @@ struct ClientSlot {
     fd: RawFd,
     /// Waiting for the first byte of its next request.
     idle: bool,
+    /// Has served a request, so its client may expect it to close while idle.
+    kept_alive: bool,
 }
 
 impl ClientRegistry {
     fn register(&self, fd: RawFd) -> usize {
-        let slot = Some(ClientSlot { fd, idle: false });
+        let slot = Some(ClientSlot {
+            fd,
+            idle: false,
+            kept_alive: false,
+        });
         let mut slots = self.slots.borrow_mut();
         match self.free.borrow_mut().pop() {
             Some(index) => {
@@ -212,9 +220,10 @@ impl ClientRegistry {
         self.free.borrow_mut().push(index);
     }
 
-    fn set_idle(&self, index: usize, idle: bool) {
+    fn set_idle(&self, index: usize, idle: bool, kept_alive: bool) {
         if let Some(slot) = self.slots.borrow_mut()[index].as_mut() {
             slot.idle = idle;
+            slot.kept_alive = kept_alive;
         }
     }
 
@@ -228,7 +237,10 @@ impl ClientRegistry {
             .count()
     }
 
-    /// Shuts down every idle connection, which ends its pending read, and returns how many.
+    /// Shuts down every idle kept-alive connection, which ends its pending read, and returns
+    /// how many. A new connection still waiting for its first request is left to send it: its
+    /// client has not had a response yet, so it could not tell a close from a failure. Such a
+    /// connection is served once with `Connection: close`, bounded by `timeouts.client_head_ms`.
     ///
     /// NOTE: a request whose first bytes arrived in the same event-loop turn still counts as
     /// idle here, so it is cut. Its client sees the connection close without a response, as
@@ -240,7 +252,7 @@ impl ClientRegistry {
             .borrow()
             .iter()
             .flatten()
-            .filter(|slot| slot.idle)
+            .filter(|slot| slot.idle && slot.kept_alive)
         {
             // The connection task still owns the descriptor; shutdown does not close it.
             if shutdown_socket(slot.fd).is_ok() {
@@ -442,8 +454,10 @@ enum Next {
 impl Client {
     async fn run(&mut self) {
         loop {
-            // A draining worker lets each connection finish its current response, then closes it.
-            if self.ctx.draining.get() {
+            // A draining worker lets each connection finish its current response, then closes
+            // it. A connection accepted while the worker began draining has its first request
+            // served, because its client cannot tell a close from a failure.
+            if self.ctx.draining.get() && self.served > 0 {
                 return;
             }
             self.generation = self.ctx.current_generation();
@@ -628,9 +642,14 @@ impl Client {
             timeouts.client_idle
         };
         let idle_buf = std::mem::take(&mut self.idle_buf);
-        self.ctx.clients.set_idle(self.registry_slot, true);
+        let kept_alive = self.served > 0;
+        self.ctx
+            .clients
+            .set_idle(self.registry_slot, true, kept_alive);
         let read = monoio::time::timeout(wait, stream.read(idle_buf)).await;
-        self.ctx.clients.set_idle(self.registry_slot, false);
+        self.ctx
+            .clients
+            .set_idle(self.registry_slot, false, kept_alive);
         let mut idle_buf = match read {
             Ok((Ok(n), idle_buf)) if n > 0 => idle_buf,
             _ => return Ok(None),

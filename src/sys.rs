@@ -1,10 +1,11 @@
 //! The only module with `unsafe` code: buffer traits for monoio, a stream split that does not
-//! allocate, and a few libc calls.
+//! allocate, descriptor passing (SCM_RIGHTS) for the listener hand-off, and a few libc calls.
 
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::ptr::NonNull;
 
 use monoio::BufResult;
@@ -399,4 +400,180 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .collect();
     Ok(cpus)
+}
+
+/// Maximum number of descriptors Linux accepts in one SCM_RIGHTS message (`SCM_MAX_FD` in
+/// include/net/scm.h); more fail with EINVAL, so larger sets go in several messages.
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Sends `payload` with `fds` attached as SCM_RIGHTS on a Unix stream socket. `payload` must
+/// not be empty, because ancillary data travels with at least one byte. The receiver gets
+/// new descriptors for the same open files; the caller's descriptors stay open.
+pub fn send_with_fds(socket: &UnixStream, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    assert!(
+        !payload.is_empty(),
+        "SCM_RIGHTS needs at least one payload byte"
+    );
+    assert!(
+        fds.len() <= MAX_FDS_PER_MESSAGE,
+        "too many descriptors for one message"
+    );
+    let fds_bytes = std::mem::size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(fds_bytes) } as usize;
+    // u64 elements give the buffer the alignment of `cmsghdr` (at most 8 on Linux).
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid (null name, no iovecs, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: `msg_control` points to `space` writable, aligned bytes, which is room for one
+        // header with `fds_bytes` of data, so CMSG_FIRSTHDR is non-null and CMSG_DATA has room
+        // for every descriptor. `copy_nonoverlapping` writes unaligned-safe bytes.
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(&msg);
+            (*header).cmsg_level = libc::SOL_SOCKET;
+            (*header).cmsg_type = libc::SCM_RIGHTS;
+            (*header).cmsg_len = libc::CMSG_LEN(fds_bytes) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(header),
+                fds_bytes as usize,
+            );
+        }
+    }
+    // SAFETY: `msg` points to a live iovec over `payload` and, when set, to the control buffer.
+    // Both outlive the call, and the socket is open while borrowed.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (sent as usize) < payload.len() {
+        // Unix stream sockets send a message this small whole or not at all; report rather
+        // than resend, because the descriptors went with the first byte.
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "sendmsg sent part of a hand-off message",
+        ));
+    }
+    Ok(())
+}
+
+/// Receives up to `payload.len()` bytes and up to `max_fds` SCM_RIGHTS descriptors, which are
+/// marked close-on-exec. Returns the byte count (0 at end of stream) and the descriptors.
+/// Fails when the sender attached more descriptors than `max_fds`, since the kernel then
+/// drops the rest.
+pub fn recv_with_fds(
+    socket: &UnixStream,
+    payload: &mut [u8],
+    max_fds: usize,
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let fds_bytes = (max_fds * std::mem::size_of::<RawFd>()) as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(fds_bytes) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid (null name, no iovecs, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` points to a writable iovec over `payload` and a writable, aligned control
+    // buffer of `space` bytes. Both live for the call, and the socket is open while borrowed.
+    let received = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if received < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut fds = Vec::new();
+    // SAFETY: after a successful recvmsg the kernel has filled `msg_controllen` bytes of the
+    // control buffer with well-formed headers, which CMSG_FIRSTHDR/CMSG_NXTHDR walk within
+    // bounds. Each SCM_RIGHTS header carries `(cmsg_len - CMSG_LEN(0)) / 4` descriptors that
+    // are new in this process and owned by no other code, so wrapping them in `OwnedFd` is
+    // sound. They are read with `read_unaligned` because CMSG_DATA need not be aligned for i32.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&msg);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(header).cast::<RawFd>();
+                let count = ((*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                    / std::mem::size_of::<RawFd>();
+                for index in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(data.add(index).read_unaligned()));
+                }
+            }
+            header = libc::CMSG_NXTHDR(&msg, header);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the peer sent more than {max_fds} descriptors in one message"),
+        ));
+    }
+    Ok((received as usize, fds))
+}
+
+/// The process on the other end of a Unix socket, as it was when it connected.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerCredentials {
+    pub pid: i32,
+    pub uid: u32,
+}
+
+/// Returns the process id and user id of a Unix socket's peer (SO_PEERCRED).
+pub fn peer_credentials(socket: &UnixStream) -> io::Result<PeerCredentials> {
+    // SAFETY: an all-zero ucred is a valid value for getsockopt to overwrite.
+    let mut credentials: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `credentials` and `len` are valid, writable and sized for SO_PEERCRED.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut credentials as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PeerCredentials {
+        pid: credentials.pid,
+        uid: credentials.uid,
+    })
+}
+
+/// Returns the effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes no arguments and touches no memory of this process.
+    unsafe { libc::geteuid() }
+}
+
+/// Duplicates a descriptor (close-on-exec), so the copy stays open when the original closes.
+pub fn duplicate_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: the caller passes a descriptor it keeps open for the duration of this call;
+    // the borrow ends before this function returns.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned()
+}
+
+/// Sends SIGTERM to this process, so the main thread's signal loop runs its usual shutdown.
+pub fn terminate_self() -> io::Result<()> {
+    // SAFETY: kill with this process's own id and a valid signal number has no memory effects.
+    if unsafe { libc::kill(libc::getpid(), libc::SIGTERM) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelHandle, Canceller};
 use monoio::net::{ListenerOpts, TcpListener, UnixStream};
 use tracing::{debug, error, info, warn};
 
@@ -27,7 +27,7 @@ use crate::generation::Generation;
 use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::metrics::{WorkerMetrics, WorkerSnapshot};
 use crate::proxy::{ClientRegistry, TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
-use crate::sys::{send_now, shutdown_socket};
+use crate::sys::{duplicate_fd, send_now};
 use crate::upstream::Upstreams;
 
 /// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
@@ -43,6 +43,10 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// How often a draining worker checks whether its last connection has ended.
 pub const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often a draining worker checks whether its cancelled accepts have returned. A
+/// cancellation completes within one turn of the event loop, so this is short.
+const LISTENER_CLOSE_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The response to a connection over `limits.max_connections_per_worker`. It is ringway's own
 /// refusal, so 503 with Retry-After (RFC 9110 section 15.6.4).
@@ -89,6 +93,9 @@ pub struct Workers {
     pub controls: Vec<WorkerHandle>,
     /// The access log writer thread, when the access log is on.
     pub access_log: Option<AccessLogWriter>,
+    /// A duplicate of every listening socket of every worker, which the hand-off sends to a
+    /// replacing process.
+    pub sockets: Vec<OwnedFd>,
 }
 
 /// The start-up inputs of a worker thread besides its configuration.
@@ -96,14 +103,35 @@ struct WorkerStart {
     worker: usize,
     core: Option<usize>,
     driver: DriverKind,
-    addresses: Vec<SocketAddr>,
+    /// Per `listen` entry: its address and the inherited sockets to accept on, if any.
+    addresses: Vec<(SocketAddr, Vec<OwnedFd>)>,
     control: WorkerEnd,
     access_log: Option<AccessLog>,
-    ready: mpsc::Sender<io::Result<Vec<SocketAddr>>>,
+    ready: mpsc::Sender<Ready>,
 }
+
+/// Listening sockets received from a running process, one list per entry of `listen` in the
+/// config (the list may be empty).
+#[derive(Default)]
+pub struct Inherited {
+    pub per_address: Vec<Vec<OwnedFd>>,
+}
+
+/// A worker's start-up report: its bound addresses and a duplicate of each listening socket.
+type Ready = io::Result<(Vec<SocketAddr>, Vec<OwnedFd>)>;
 
 /// Starts every worker and returns once all of them listen, or with the first start-up error.
 pub fn start(config: Arc<Config>) -> io::Result<Workers> {
+    start_with(config, Inherited::default())
+}
+
+/// Starts every worker on the `inherited` sockets where there are any, binding the rest.
+///
+/// Worker `w` of `n` takes the inherited sockets `w`, `w + n`, `w + 2n` ... of each address.
+/// All of them stay in use: each socket has its own accept queue, so a socket that no worker
+/// accepted on would hold its queued connections until they time out. A worker without an
+/// inherited socket for an address binds a new `SO_REUSEPORT` one.
+pub fn start_with(config: Arc<Config>, inherited: Inherited) -> io::Result<Workers> {
     let driver = choose_driver(config.driver)?;
     let count = config.workers.count();
     let (access_log, mut worker_logs) = match AccessLogWriter::start(&config.access_log, count)? {
@@ -113,7 +141,9 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
     let mut listen = config.listen.clone();
     let mut threads = Vec::with_capacity(count);
     let mut controls = Vec::with_capacity(count);
-    for (worker, log) in worker_logs.iter_mut().enumerate() {
+    let mut sockets = Vec::new();
+    let assigned = assign_inherited(inherited, config.listen.len(), count);
+    for ((worker, log), own) in worker_logs.iter_mut().enumerate().zip(assigned) {
         let (ready_tx, ready_rx) = mpsc::channel();
         let worker_config = config.clone();
         let (handle, control) = control::channel(worker)?;
@@ -122,7 +152,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
             worker,
             core: config.workers.core_for(worker),
             driver,
-            addresses: listen.clone(),
+            addresses: listen.iter().copied().zip(own).collect(),
             control,
             access_log: log.take(),
             ready: ready_tx,
@@ -133,7 +163,10 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
         // Worker 0 binds first, so that a port 0 becomes one real port that the other
         // workers then share through SO_REUSEPORT.
         match ready_rx.recv() {
-            Ok(Ok(bound)) => listen = bound,
+            Ok(Ok((bound, copies))) => {
+                listen = bound;
+                sockets.extend(copies);
+            }
             Ok(Err(err)) => return Err(err),
             Err(_) => {
                 return Err(io::Error::other(format!(
@@ -149,7 +182,31 @@ pub fn start(config: Arc<Config>) -> io::Result<Workers> {
         driver,
         controls,
         access_log,
+        sockets,
     })
+}
+
+/// Splits inherited sockets among `workers`: the result holds, per worker, one list of
+/// sockets per listen address.
+fn assign_inherited(
+    inherited: Inherited,
+    addresses: usize,
+    workers: usize,
+) -> Vec<Vec<Vec<OwnedFd>>> {
+    let mut assigned: Vec<Vec<Vec<OwnedFd>>> = (0..workers)
+        .map(|_| (0..addresses).map(|_| Vec::new()).collect())
+        .collect();
+    for (address, sockets) in inherited
+        .per_address
+        .into_iter()
+        .enumerate()
+        .take(addresses)
+    {
+        for (index, socket) in sockets.into_iter().enumerate() {
+            assigned[index % workers][address].push(socket);
+        }
+    }
+    assigned
 }
 
 fn run_worker(start: WorkerStart, config: Arc<Config>) {
@@ -219,28 +276,29 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         access_log,
         ready,
     } = start;
-    let mut listeners = Vec::with_capacity(addresses.len());
-    let mut bound = Vec::with_capacity(addresses.len());
-    for addr in &addresses {
-        let opts = ListenerOpts::new()
-            .reuse_port(true)
-            .reuse_addr(true)
-            .backlog(LISTEN_BACKLOG as i32);
-        match TcpListener::bind_with_config(addr, &opts) {
-            Ok(listener) => {
-                let local = listener.local_addr().unwrap_or(*addr);
-                bound.push(local);
-                listeners.push(listener);
-            }
-            Err(err) => {
-                let _ = ready.send(Err(io::Error::new(
-                    err.kind(),
-                    format!("binding {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
-                )));
-                return;
-            }
+    let (listeners, bound) = match open_listeners(addresses) {
+        Ok(opened) => opened,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return;
         }
-    }
+    };
+    let copies = match listeners
+        .iter()
+        .map(|listener| duplicate_fd(listener.as_raw_fd()))
+        .collect::<io::Result<Vec<_>>>()
+    {
+        Ok(copies) => copies,
+        Err(err) => {
+            let _ = ready.send(Err(io::Error::new(
+                err.kind(),
+                format!(
+                    "worker {worker}: duplicating a listening socket for the hand-off failed: {err}"
+                ),
+            )));
+            return;
+        }
+    };
     let control_socket = match control_socket(control.socket, driver) {
         Ok(socket) => socket,
         Err(err) => {
@@ -267,7 +325,8 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         connections: Cell::new(0),
         clients: ClientRegistry::default(),
         draining: Cell::new(false),
-        listener_fds: RefCell::new(listeners.iter().map(|l| l.as_raw_fd()).collect()),
+        accept_canceller: RefCell::new(Some(Canceller::new())),
+        open_listeners: Cell::new(listeners.len()),
         pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         client_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         upstream_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
@@ -287,7 +346,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
             driver.name()
         );
     }
-    let _ = ready.send(Ok(bound));
+    let _ = ready.send(Ok((bound, copies)));
 
     monoio::spawn(reap_idle_upstreams(ctx.clone()));
     monoio::spawn(probe_servers(ctx.clone()));
@@ -299,9 +358,17 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
     if ctx.access_log.is_some() {
         monoio::spawn(flush_access_log(ctx.clone()));
     }
+    let cancel = match ctx.accept_canceller.borrow().as_ref() {
+        Some(canceller) => canceller.handle(),
+        None => return,
+    };
     let mut accept_loops = Vec::new();
     for listener in listeners {
-        accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener)));
+        accept_loops.push(monoio::spawn(accept_loop(
+            ctx.clone(),
+            listener,
+            cancel.clone(),
+        )));
     }
     for accept in accept_loops {
         accept.await;
@@ -359,7 +426,12 @@ async fn serve_control(
                     apply_config(&ctx, number, config);
                 }
             }
-            Command::Drain => start_drain(&ctx, &slots),
+            Command::Drain => {
+                start_drain(&ctx, &slots);
+                // The reply tells the controller that this worker holds no listener any more,
+                // so the process may close its own copies of the sockets.
+                listeners_closed(&ctx).await;
+            }
             Command::Metrics => {
                 let snapshot = snapshot(&ctx);
                 *lock(&slots.snapshot) = Some(snapshot);
@@ -388,6 +460,10 @@ fn apply_config(ctx: &WorkerContext, number: u64, config: Arc<Config>) {
 
 /// Stops accepting and closes idle client connections. Busy connections close after their
 /// current response (see `proxy`), and `worker_main` returns once none is left.
+///
+/// The pending accepts are cancelled rather than failed with shutdown(2), because after a
+/// hand-off the replacing process accepts on the same sockets (the same open file
+/// descriptions), and shutdown(2) would stop its listeners as well.
 fn start_drain(ctx: &WorkerContext, slots: &control::ControlSlots) {
     if ctx.draining.replace(true) {
         return;
@@ -395,12 +471,8 @@ fn start_drain(ctx: &WorkerContext, slots: &control::ControlSlots) {
     slots
         .open_connections
         .store(ctx.connections.get(), Ordering::Relaxed);
-    // shutdown(2) makes the pending accept of each listener fail, so the accept loops end
-    // without ever dropping an accept in flight (see `accept_loop`).
-    for fd in ctx.listener_fds.borrow_mut().drain(..) {
-        if let Err(err) = shutdown_socket(fd) {
-            warn!(worker = ctx.id, error = %err, "shutting a listener down failed");
-        }
+    if let Some(canceller) = ctx.accept_canceller.borrow_mut().take() {
+        canceller.cancel();
     }
     let closed_idle = ctx.clients.close_idle();
     debug!(
@@ -409,6 +481,13 @@ fn start_drain(ctx: &WorkerContext, slots: &control::ControlSlots) {
         busy = ctx.connections.get() - closed_idle,
         "worker draining"
     );
+}
+
+/// Waits until every accept loop of a draining worker has ended and closed its listener.
+async fn listeners_closed(ctx: &WorkerContext) {
+    while ctx.open_listeners.get() > 0 {
+        monoio::time::sleep(LISTENER_CLOSE_POLL_INTERVAL).await;
+    }
 }
 
 fn snapshot(ctx: &WorkerContext) -> WorkerSnapshot {
@@ -431,6 +510,46 @@ async fn flush_access_log(ctx: Rc<WorkerContext>) {
             log.flush(&ctx.metrics);
         }
     }
+}
+
+/// Opens this worker's listeners: for each address, its inherited sockets, or a newly bound
+/// `SO_REUSEPORT` socket where it inherited none. Returns the listeners and, per address, the
+/// bound address.
+fn open_listeners(
+    addresses: Vec<(SocketAddr, Vec<OwnedFd>)>,
+) -> io::Result<(Vec<TcpListener>, Vec<SocketAddr>)> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    let mut bound = Vec::with_capacity(addresses.len());
+    for (addr, sockets) in addresses {
+        if sockets.is_empty() {
+            let opts = ListenerOpts::new()
+                .reuse_port(true)
+                .reuse_addr(true)
+                .backlog(LISTEN_BACKLOG as i32);
+            let listener = TcpListener::bind_with_config(addr, &opts).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("binding {addr} failed: {err}; stop whatever uses the address or change \"listen\""),
+                )
+            })?;
+            bound.push(listener.local_addr().unwrap_or(addr));
+            listeners.push(listener);
+            continue;
+        }
+        let first_listener = listeners.len();
+        for socket in sockets {
+            let listener =
+                TcpListener::from_std(std::net::TcpListener::from(socket)).map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("registering an inherited socket for {addr} failed: {err}"),
+                    )
+                })?;
+            listeners.push(listener);
+        }
+        bound.push(listeners[first_listener].local_addr().unwrap_or(addr));
+    }
+    Ok((listeners, bound))
 }
 
 async fn reap_idle_upstreams(ctx: Rc<WorkerContext>) {
@@ -496,19 +615,19 @@ async fn probe_servers(ctx: Rc<WorkerContext>) {
     }
 }
 
-/// Accepts connections until the worker drains. `accept` is never raced against a timer or
-/// another future: in monoio 0.2.4, dropping an accept whose operation already completed leaks
-/// the socket. Draining instead shuts the listening socket down, which fails the pending accept.
-async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
+/// Accepts connections until the worker drains, then closes the listener.
+///
+/// `accept` is never raced against a timer or dropped while pending: in monoio 0.2.4, dropping
+/// an accept whose operation already completed leaks the socket. Draining instead cancels the
+/// accept through `cancel` and this loop awaits its result. A connection that the accept still
+/// returns (io_uring completed it before the cancellation arrived) is served like any other.
+async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener, cancel: CancelHandle) {
     let mut limit_log = RateLimitedLog::new(REPEATED_LOG_INTERVAL);
     loop {
-        let accepted = listener.accept().await;
-        if ctx.draining.get() {
-            // A connection accepted just before the shutdown is closed with the listener.
-            return;
-        }
-        let (stream, peer) = match accepted {
+        let (stream, peer) = match listener.cancelable_accept(cancel.clone()).await {
             Ok(accepted) => accepted,
+            // ECANCELED, or an error of a cancelled accept: either way it is the last one.
+            Err(_) if ctx.draining.get() => break,
             Err(err) => {
                 warn!(worker = ctx.id, error = %err, "accepting a connection failed; retrying shortly");
                 monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
@@ -545,7 +664,14 @@ async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener) {
                 error!(worker = guard.0.id, client = %peer, "a panic ended this connection; the worker and its other connections go on");
             }
         });
+        if ctx.draining.get() {
+            break;
+        }
     }
+    // Closes this worker's descriptor. The socket itself stays open while another descriptor
+    // refers to it: the process's hand-off copy, or a replacing process's.
+    drop(listener);
+    ctx.open_listeners.set(ctx.open_listeners.get() - 1);
 }
 
 /// Decrements the worker's connection count when a connection task ends, however it ends.

@@ -114,6 +114,34 @@ impl Ringway {
         }
     }
 
+    /// Like `start`, with `args` after `--config FILE` (for example `--takeover`).
+    pub fn start_with_args(config: &Value, args: &[&str]) -> Ringway {
+        let config = TempConfig::write(config);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringway"));
+        command.arg("--config").arg(&config.path).args(args);
+        let mut process = ChildProcess::spawn("ringway", command);
+        let addr = process.wait_for_listening();
+        Ringway {
+            addr,
+            process,
+            config_file: config,
+        }
+    }
+
+    /// Like `start_expecting_failure`, with `args` after `--config FILE`; returns the output
+    /// and the exit status.
+    pub fn start_expecting_failure_with_args(
+        config: &Value,
+        args: &[&str],
+    ) -> (String, ExitStatus) {
+        let config = TempConfig::write(config);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringway"));
+        command.arg("--config").arg(&config.path).args(args);
+        let mut process = ChildProcess::spawn("ringway", command);
+        let status = process.wait_for_exit_rejecting_listen();
+        (process.logs(), status)
+    }
+
     /// Starts ringway with `config`, which it must reject, and returns its output.
     /// Panics when ringway starts listening, exits with status 0, or runs past `TIMEOUT`.
     pub fn start_expecting_failure(config: &Value) -> String {
