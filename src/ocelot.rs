@@ -1030,6 +1030,15 @@ impl Converter {
                 );
                 continue;
             }
+            let forwarding = ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Via"];
+            if forwarding.iter().any(|known| name.eq_ignore_ascii_case(known)) {
+                self.warning(
+                    &rule_path,
+                    format!("ringway writes {name} itself for every request, so this transform is dropped"),
+                    "read the header ringway sends: X-Forwarded-For, Forwarded and Via are appended to, X-Forwarded-Proto and X-Forwarded-Host are set",
+                );
+                continue;
+            }
             let Some(value) = self.substitute(&rule_path, text, base_urls) else {
                 valid = false;
                 continue;

@@ -34,7 +34,7 @@ use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
 use crate::config::{ClientKey, Timeouts};
 use crate::gateway;
 use crate::http::forward::{self, ClientFraming, RequestContext, ResponseExtras};
-use crate::routing::headers::{MAX_REQUEST_ID_LEN, REQUEST_ID_LEN, Vars};
+use crate::routing::headers::{REQUEST_ID_LEN, Vars, is_valid_request_id};
 use crate::routing::rewrite::{Normalized, normalize_path};
 use crate::routing::template::Captures;
 use crate::traffic::balance::{PickRequest, find_cookie};
@@ -293,6 +293,7 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
         path_buf: Vec::new(),
         path_rewritten: false,
         scratch: Scratch::default(),
+        request_id: Vec::new(),
         error_fields: Vec::new(),
         timeouts: Timeouts::default(),
     };
@@ -335,6 +336,9 @@ struct Client {
     path_rewritten: bool,
     /// Per-request byte buffers that outlive the inbound buffer, reused across requests.
     scratch: Scratch,
+    /// The request id of the request in progress, for the upstream, the response, ringway's
+    /// own error responses and the access log. Empty when there is none.
+    request_id: Vec<u8>,
     /// Extra header lines for ringway's own error response (Retry-After, RateLimit-*).
     error_fields: Vec<u8>,
     /// The timeouts of the matched route.
@@ -489,7 +493,7 @@ impl Client {
             started: Some(Instant::now()),
             ..RequestRecord::default()
         };
-        self.scratch.request_id.clear();
+        self.request_id.clear();
         self.request_line.clear();
         if self.ctx.access_log.is_none() {
             return;
@@ -542,7 +546,7 @@ impl Client {
             duration,
             upstream: record.upstream,
             upstream_duration: record.upstream_duration,
-            request_id: &self.scratch.request_id,
+            request_id: &self.request_id,
             route,
         };
         log.write(&entry, metrics);
@@ -785,6 +789,24 @@ impl Client {
         let runtime = &gateway.routes[route];
         let client_ip = self.peer.ip();
 
+        // The id goes on every response from here on, ringway's own errors included, so a
+        // failed request can be found in the upstream's logs.
+        let received_id = header_value(request, buf, &runtime.request_id_header);
+        if runtime.generate_request_id {
+            let mut generated = [0u8; REQUEST_ID_LEN];
+            let mut ids = gateway.request_ids.borrow_mut();
+            let id = ids.accept_or_generate(received_id, &mut generated);
+            self.request_id.extend_from_slice(id);
+        } else if let Some(id) = received_id.filter(|id| is_valid_request_id(id)) {
+            self.request_id.extend_from_slice(id);
+        }
+        if !self.request_id.is_empty() {
+            self.error_fields.extend_from_slice(&runtime.request_id_header);
+            self.error_fields.extend_from_slice(b": ");
+            self.error_fields.extend_from_slice(&self.request_id);
+            self.error_fields.extend_from_slice(b"\r\n");
+        }
+
         if let Some(acl) = &runtime.acl {
             if !acl.permits(client_ip) {
                 return Err(ProxyError::new(
@@ -885,15 +907,7 @@ impl Client {
         }
 
         scratch.request_id.clear();
-        let received_id = header_value(request, buf, &runtime.request_id_header);
-        if runtime.generate_request_id {
-            let mut generated = [0u8; REQUEST_ID_LEN];
-            let mut ids = gateway.request_ids.borrow_mut();
-            let id = ids.accept_or_generate(received_id, &mut generated);
-            scratch.request_id.extend_from_slice(id);
-        } else if let Some(id) = received_id.filter(|id| id.len() <= MAX_REQUEST_ID_LEN) {
-            scratch.request_id.extend_from_slice(id);
-        }
+        scratch.request_id.extend_from_slice(&self.request_id);
         scratch.host.clear();
         scratch
             .host
@@ -915,7 +929,6 @@ impl Client {
                 }
             } else {
                 let wait = gateway::retry_after(upstream, now);
-                self.error_fields.clear();
                 let _ = write!(self.error_fields, "Retry-After: {wait}\r\n");
             }
             pick

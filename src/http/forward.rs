@@ -206,8 +206,10 @@ pub fn write_request_head(
             // An absolute-form target's authority replaces Host (RFC 9112 section 3.2.2).
             FieldRole::Host if head.target_authority.is_some() => {}
             // Host stays even when Connection names it, because every HTTP/1.1 request carries
-            // exactly one (RFC 9112 section 3.2).
-            FieldRole::Host => writer.put_field(field.name.of(buf), field.value.of(buf)),
+            // exactly one (RFC 9112 section 3.2). A route's rules may still replace it.
+            FieldRole::Host => {
+                put_ruled_field(&mut writer, field.name.of(buf), field.value.of(buf), rules, None)
+            }
             FieldRole::EndToEnd => {
                 if !named_in_connection(buf, field.name, &head.connection_tokens) {
                     let (name, value) = (field.name.of(buf), field.value.of(buf));
@@ -217,10 +219,18 @@ pub fn write_request_head(
         }
     }
     put_added_fields(&mut writer, context.rules, context.request_id);
-    match (head.target_authority, head.host) {
-        (Some(authority), _) => writer.put_field(b"Host", authority.of(buf)),
-        (None, None) => writer.put_field(b"Host", context.upstream_authority.as_bytes()),
-        (None, Some(_)) => {}
+    // A remove rule on Host sends the upstream's own authority, as nginx's default
+    // `proxy_set_header Host $proxy_host` does; a set rule wrote its Host above.
+    let host_rule = rules.filter(|rules| matches!(rules.action(b"host"), FieldAction::Drop));
+    match (head.target_authority, head.host, host_rule) {
+        (_, _, Some(rules)) if rules.writes(b"host") => {}
+        (_, _, Some(_)) | (None, None, None) => {
+            writer.put_field(b"Host", context.upstream_authority.as_bytes())
+        }
+        (Some(authority), _, None) => {
+            put_ruled_field(&mut writer, b"Host", authority.of(buf), rules, None)
+        }
+        (None, Some(_), None) => {}
     }
     let mut ip = [0u8; 48];
     let ip_len = ip_text(context.client_ip, &mut ip);

@@ -26,6 +26,16 @@ const RESERVED_NAMES: [&str; 9] = [
     "http2-settings",
 ];
 
+/// Headers that ringway writes for every forwarded request, so rules on them would either be
+/// lost or send a second, conflicting field.
+const FORWARDING_NAMES: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "via",
+];
+
 /// Returns whether `byte` may appear in a field value: HTAB, SP, visible ASCII and obs-text
 /// (RFC 9110 section 5.5). This excludes CR, LF and NUL, which could end the field or the head.
 fn is_field_value_byte(byte: u8) -> bool {
@@ -373,6 +383,16 @@ impl HeaderRules {
                     "ringway writes the framing and connection headers itself; remove this rule",
                 ));
             }
+            if FORWARDING_NAMES.contains(&lowercase.as_str()) {
+                return Err(error(
+                    "ringway writes the forwarding headers itself (it appends to X-Forwarded-For, Forwarded and Via, and sets X-Forwarded-Proto and X-Forwarded-Host); remove this rule",
+                ));
+            }
+            if lowercase == "host" && matches!(rule, HeaderRule::Add { .. }) {
+                return Err(error(
+                    "a request carries exactly one Host; use \"set\" to replace it",
+                ));
+            }
             let action = match rule {
                 HeaderRule::Set { name, value } => {
                     compiled.added.push(AddedField {
@@ -434,6 +454,14 @@ impl HeaderRules {
 
     pub fn is_empty(&self) -> bool {
         self.received.is_empty() && self.added.is_empty()
+    }
+
+    /// Returns whether a set or add rule writes a field of this name (compared ignoring ASCII
+    /// case).
+    pub fn writes(&self, name: &[u8]) -> bool {
+        self.added
+            .iter()
+            .any(|field| field.name.eq_ignore_ascii_case(name))
     }
 
     /// Returns what to do with a received field of this name (compared ignoring ASCII case).
@@ -669,6 +697,10 @@ mod tests {
             (vec![replace("X-A", "a\r\n", "b")], "control"),
             (vec![replace("X-A", "a", "b\nX-Evil: 1")], "control"),
             (vec![set("X-A", "1"), set("x-a", "2")], "more than one"),
+            (vec![add("Host", "a")], "exactly one Host"),
+            (vec![set("X-Forwarded-For", "1")], "forwarding"),
+            (vec![remove("via")], "forwarding"),
+            (vec![replace("Forwarded", "a", "b")], "forwarding"),
             (vec![set("X-A", "1"), remove("X-A")], "more than one"),
             (
                 vec![remove("X-A"), replace("X-A", "a", "b")],

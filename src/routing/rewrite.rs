@@ -85,15 +85,29 @@ fn contains_nul(path: &[u8]) -> bool {
     path.contains(&0) || path.windows(3).any(|window| window == b"%00")
 }
 
-/// Removes "." and ".." segments from `path` (RFC 3986 section 5.2.4), including dots written
-/// as `%2e` or `%2E`, so that `/public/%2e%2e/admin` cannot reach `/admin` through a `/public/`
-/// route.
+/// Returns the byte a `%XX` escape at the start of `bytes` stands for, when it is an unreserved
+/// character (RFC 3986 section 2.3: letters, digits, '-', '.', '_', '~'), which RFC 3986 section
+/// 6.2.2.2 says to decode before comparing paths.
+fn unreserved_escape(bytes: &[u8]) -> Option<u8> {
+    if bytes.len() < 3 || bytes[0] != b'%' {
+        return None;
+    }
+    let hex = |digit: u8| (digit as char).to_digit(16);
+    let value = (hex(bytes[1])? * 16 + hex(bytes[2])?) as u8;
+    let unreserved = value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~');
+    unreserved.then_some(value)
+}
+
+/// Normalizes a request path for routing (RFC 3986 section 6.2.2): decodes percent-encoded
+/// unreserved characters, merges runs of '/' into one (as nginx's `merge_slashes` does), and
+/// removes "." and ".." segments (section 5.2.4). So `/public/%2e%2e/admin`, `//admin` and
+/// `/%61dmin` all become `/admin` and cannot get past a rule on `/admin` through another route.
 ///
 /// Rejects a path that does not start with '/', that climbs above the root, or that contains
-/// NUL raw or as `%00`. Every other byte stays as received, empty segments ("//") included.
-/// A path without dot segments returns `Unchanged` without copying. Otherwise `out` is cleared
-/// and receives the new path, which is never longer than `path`, so an `out` with that much
-/// capacity never reallocates.
+/// NUL raw or as `%00`. Every other byte stays as received: `%2F` and other reserved escapes are
+/// not decoded. A path that needs none of this returns `Unchanged` without copying. Otherwise
+/// `out` is cleared and receives the new path, which is never longer than `path`, so an `out`
+/// with that much capacity never reallocates.
 pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<Normalized, PathError> {
     if path.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -102,36 +116,72 @@ pub fn normalize_path(path: &[u8], out: &mut Vec<u8>) -> Result<Normalized, Path
         return Err(PathError::Nul);
     }
     let segments = || path[1..].split(|&byte| byte == b'/');
-    if !segments().any(|segment| dot_segment(segment).is_some()) {
+    let has_escape = path
+        .iter()
+        .enumerate()
+        .any(|(at, _)| unreserved_escape(&path[at..]).is_some());
+    let has_double_slash = path.windows(2).any(|pair| pair == b"//");
+    let has_dot_segment = segments().any(|segment| dot_segment(segment).is_some());
+    if !has_escape && !has_double_slash && !has_dot_segment {
         return Ok(Normalized::Unchanged);
     }
 
-    // `out` contains "/segment" pairs, so removing the last segment truncates at its last '/'.
+    // First pass: decode unreserved escapes and merge slashes.
     out.clear();
-    let count = segments().count();
-    for (index, segment) in segments().enumerate() {
-        let last = index + 1 == count;
-        match dot_segment(segment) {
+    let mut at = 0;
+    while at < path.len() {
+        if let Some(decoded) = unreserved_escape(&path[at..]) {
+            out.push(decoded);
+            at += 3;
+            continue;
+        }
+        let byte = path[at];
+        if !(byte == b'/' && out.last() == Some(&b'/')) {
+            out.push(byte);
+        }
+        at += 1;
+    }
+
+    // Second pass, in place: remove dot segments. `write` never passes `read`, and the kept
+    // part `out[..write]` is made of "/segment" pairs, so removing its last segment truncates
+    // at its last '/'.
+    let len = out.len();
+    let mut write = 0;
+    let mut read = 1;
+    loop {
+        let end = out[read..len]
+            .iter()
+            .position(|&byte| byte == b'/')
+            .map_or(len, |offset| read + offset);
+        let last = end == len;
+        match dot_segment(&out[read..end]) {
             None => {
-                out.push(b'/');
-                out.extend_from_slice(segment);
+                out.copy_within(read - 1..end, write);
+                write += end - (read - 1);
             }
             Some(DotSegment::Current) => {
                 if last {
-                    out.push(b'/');
+                    out[write] = b'/';
+                    write += 1;
                 }
             }
             Some(DotSegment::Parent) => {
-                let Some(slash) = out.iter().rposition(|&byte| byte == b'/') else {
+                let Some(slash) = out[..write].iter().rposition(|&byte| byte == b'/') else {
                     return Err(PathError::AboveRoot);
                 };
-                out.truncate(slash);
+                write = slash;
                 if last {
-                    out.push(b'/');
+                    out[write] = b'/';
+                    write += 1;
                 }
             }
         }
+        if last {
+            break;
+        }
+        read = end + 1;
     }
+    out.truncate(write);
     if out.is_empty() {
         out.push(b'/');
     }
@@ -615,9 +665,10 @@ mod tests {
             ("/./", Ok("/")),
             ("/a/..", Ok("/")),
             ("/a/../", Ok("/")),
-            ("/a//../b", Ok("/a/b")),
-            ("/a//b", Ok("/a//b")),
-            ("//a/./b", Ok("//a/b")),
+            ("/a//../b", Ok("/b")),
+            ("/a//b", Ok("/a/b")),
+            ("///", Ok("/")),
+            ("//a/./b", Ok("/a/b")),
             ("/public/../admin", Ok("/admin")),
             ("/public/%2e%2e/admin", Ok("/admin")),
             ("/public/%2E%2E/admin", Ok("/admin")),
@@ -627,8 +678,12 @@ mod tests {
             ("/%2e%2e", Err(PathError::AboveRoot)),
             ("/a/...", Ok("/a/...")),
             ("/a/..b", Ok("/a/..b")),
-            ("/a/%2e%2e%2e", Ok("/a/%2e%2e%2e")),
-            ("/a/%2ex", Ok("/a/%2ex")),
+            ("/a/%2e%2e%2e", Ok("/a/...")),
+            ("/a/%2ex", Ok("/a/.x")),
+            ("/%61dmin", Ok("/admin")),
+            ("/%7Euser/%41%2D%5f", Ok("/~user/A-_")),
+            ("/a%2fb", Ok("/a%2fb")),
+            ("/a%20b%3F", Ok("/a%20b%3F")),
             ("/a/%2", Ok("/a/%2")),
             ("/a/..%2Fb", Ok("/a/..%2Fb")),
             ("/a/%2F../b", Ok("/a/%2F../b")),
@@ -651,7 +706,7 @@ mod tests {
     #[test]
     fn normalize_path_fast_path_leaves_out_alone() {
         let mut out = b"previous".to_vec();
-        let result = normalize_path(b"/a/b%2Fc//d", &mut out);
+        let result = normalize_path(b"/a/b%2Fc/d%20e", &mut out);
         assert_eq!(result, Ok(Normalized::Unchanged));
         assert_eq!(out, b"previous");
     }

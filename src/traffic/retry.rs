@@ -135,21 +135,23 @@ pub enum FailureStage {
     ResponseStarted,
 }
 
-/// Returns whether a failed attempt may be sent again: only for idempotent methods (RFC 9110
-/// section 9.2.2), and only when the failure happened before the server could have seen the
-/// request. Methods compare case-sensitively, as RFC 9110 section 9.1 requires.
+/// Returns whether a failed attempt may be sent again. A failed connection sent nothing, so any
+/// method may go to another server, as nginx and Envoy do. A connection reset before the whole
+/// request head was written may still have reached the server, so only idempotent methods (RFC
+/// 9110 section 9.2.2) are sent again, and nothing is once the request was written. Methods
+/// compare case-sensitively, as RFC 9110 section 9.1 requires.
 pub fn retryable(method: &[u8], stage: FailureStage) -> bool {
     let idempotent = matches!(
         method,
         b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
     );
-    let before_request = matches!(
-        stage,
-        FailureStage::ConnectFailed
-            | FailureStage::ConnectTimeout
-            | FailureStage::ResetBeforeRequestWritten
-    );
-    idempotent && before_request
+    match stage {
+        FailureStage::ConnectFailed | FailureStage::ConnectTimeout => true,
+        FailureStage::ResetBeforeRequestWritten => idempotent,
+        FailureStage::RequestBodyStarted
+        | FailureStage::RequestWritten
+        | FailureStage::ResponseStarted => false,
+    }
 }
 
 #[cfg(test)]
@@ -259,13 +261,14 @@ mod tests {
     #[test]
     fn retryable_table() {
         use FailureStage::*;
+        // (stage, retried for idempotent methods, retried for the others)
         let stages = [
-            (ConnectFailed, true),
-            (ConnectTimeout, true),
-            (ResetBeforeRequestWritten, true),
-            (RequestBodyStarted, false),
-            (RequestWritten, false),
-            (ResponseStarted, false),
+            (ConnectFailed, true, true),
+            (ConnectTimeout, true, true),
+            (ResetBeforeRequestWritten, true, false),
+            (RequestBodyStarted, false, false),
+            (RequestWritten, false, false),
+            (ResponseStarted, false, false),
         ];
         let methods: [(&[u8], bool); 10] = [
             (b"GET", true),
@@ -280,10 +283,11 @@ mod tests {
             (b"get", false),
         ];
         for (method, idempotent) in methods {
-            for (stage, early) in stages {
+            for (stage, when_idempotent, otherwise) in stages {
+                let expected = if idempotent { when_idempotent } else { otherwise };
                 assert_eq!(
                     retryable(method, stage),
-                    idempotent && early,
+                    expected,
                     "{} {stage:?}",
                     String::from_utf8_lossy(method)
                 );
