@@ -250,7 +250,7 @@ fn build_route(
             Err(problem) => {
                 errors.push(error(
                     at("path"),
-                    format!("invalid path template {text:?}: {problem}"),
+                    problem.to_string(),
                     "use {name} for one segment and a final {*rest} for the remainder",
                 ));
                 (PathMatch::Prefix("/".to_owned()), None)
@@ -279,7 +279,7 @@ fn build_route(
                 Err(problem) => {
                     errors.push(error(
                         at("rewrite.path"),
-                        format!("invalid upstream path {text:?}: {problem}"),
+                        problem.to_string(),
                         "use only placeholders that the route's \"path\" captures",
                     ));
                     PathRewrite::Keep
@@ -292,7 +292,7 @@ fn build_route(
                     Err(problem) => {
                         errors.push(error(
                             at("rewrite.path"),
-                            format!("invalid upstream path {text:?}: {problem}"),
+                            problem.to_string(),
                             "a route with \"path_prefix\" captures nothing; use \"path\" with placeholders, or a literal path",
                         ));
                         PathRewrite::Keep
@@ -324,8 +324,8 @@ fn build_route(
             Err(problem) => {
                 errors.push(error(
                     at("allow"),
-                    format!("invalid address in \"allow\" or \"deny\": {problem}"),
-                    "write addresses such as \"10.0.0.0/8\", \"192.0.2.7\" or \"2001:db8::/32\"",
+                    format!("invalid entry in \"allow\" or \"deny\": {problem}"),
+                    "list CIDR blocks or single addresses",
                 ));
                 None
             }
@@ -416,8 +416,8 @@ fn header_rules(
             ValueTemplate::parse(value).map_err(|problem| {
                 errors.push(error(
                     format!("{path}[{index}].value"),
-                    format!("invalid header value {value:?}: {problem}"),
-                    "use {client_addr}, {host}, {scheme}, {route} or {request_id}, and write {{ or }} for a literal brace",
+                    problem.to_string(),
+                    "write {{ or }} for a literal brace",
                 ));
             })
         };

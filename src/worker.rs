@@ -603,7 +603,10 @@ async fn probe_servers(ctx: Rc<WorkerContext>) {
                     .and_then(|health| health.record_probe(&result, &active.expected_status));
                 match change {
                     Some(crate::traffic::health::HealthChange::BecameUnhealthy) => {
-                        warn!(worker = ctx.id, upstream = %upstream.name, server = %server.addr, result = ?result, "server failed its health checks; it gets no requests until it passes again");
+                        match &result {
+                            Ok(status) => warn!(worker = ctx.id, upstream = %upstream.name, server = %server.addr, status, "server failed its health checks; it gets no requests until it passes again"),
+                            Err(error) => warn!(worker = ctx.id, upstream = %upstream.name, server = %server.addr, %error, "server failed its health checks; it gets no requests until it passes again"),
+                        }
                     }
                     Some(crate::traffic::health::HealthChange::BecameHealthy) => {
                         info!(worker = ctx.id, upstream = %upstream.name, server = %server.addr, "server passed its health checks again");
