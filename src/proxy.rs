@@ -33,7 +33,7 @@ use crate::generation::Generation;
 use crate::http::body::{BodyKind, ChunkedDecoder, ChunkedLimits, LengthDecoder};
 use crate::config::{ClientKey, Timeouts};
 use crate::gateway;
-use crate::http::forward::{self, ClientFraming, RequestContext, ResponseExtras};
+use crate::http::forward::{self, ClientFraming, ClientIp, RequestContext, ResponseExtras};
 use crate::routing::headers::{MAX_REQUEST_ID_LEN, REQUEST_ID_LEN, Vars};
 use crate::routing::rewrite::{Normalized, normalize_path};
 use crate::routing::template::Captures;
@@ -268,6 +268,7 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
         request_line: Vec::new(),
         ctx,
         peer,
+        client_ip: ClientIp::new(peer.ip()),
         stream: Some(stream),
         buffers: None,
         pos: 0,
@@ -301,6 +302,8 @@ struct Client {
     /// the connection's life, so it stops allocating once it fits the longest target.
     request_line: Vec<u8>,
     peer: SocketAddr,
+    /// The peer's IP address, formatted once for the headers that carry it.
+    client_ip: ClientIp,
     /// The connection, whole between requests (split into halves during an exchange).
     stream: Option<TcpStream>,
     buffers: Option<Buffers>,
@@ -942,10 +945,9 @@ impl Client {
         let bodiless = matches!(request_body, BodyKind::None | BodyKind::Length(0));
         let retry_allowed = bodiless && self.request.is_idempotent(&buffers.inbound);
 
-        let mut ip = [0u8; 48];
-        let ip_len = forward::ip_text(self.peer.ip(), &mut ip);
+        let client_ip = self.client_ip;
         let vars = Vars {
-            client_addr: &ip[..ip_len],
+            client_addr: client_ip.text(),
             host: &scratch.host,
             scheme: b"http",
             route: &runtime.name,
@@ -974,7 +976,7 @@ impl Client {
             self.record.upstream = Some(server.addr);
             self.record.upstream_group = Some(group);
             let context = RequestContext {
-                client_ip: self.peer.ip(),
+                client_ip: &client_ip,
                 upstream_authority: &server.authority,
                 target: rewritten.then_some(&scratch.target[..]),
                 rules: (!runtime.request_headers.is_empty())
