@@ -16,7 +16,7 @@ use ringway::config::{
 use ringway::http::body::{
     ChunkedDecoder, ChunkedLimits, LAST_CHUNK, MAX_CHUNK_HEADER_BYTES, encode_chunk_header,
 };
-use ringway::http::forward::{RequestContext, write_request_head};
+use ringway::http::forward::{ClientIp, RequestContext, write_request_head};
 use ringway::http::head::{HeadLimits, RequestHead, ResponseHead, parse_request, parse_response};
 use ringway::routing::table::{HostPattern, PathMatch, RouteSpec, RouteTable};
 use ringway::routing::template::{Captures, PathTemplate};
@@ -166,7 +166,7 @@ fn parse_responses(c: &mut Criterion) {
 
 fn write_request_heads(c: &mut Criterion) {
     let context = RequestContext {
-        client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+        client_ip: &ClientIp::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))),
         upstream_authority: "127.0.0.1:8080",
         target: None,
         rules: None,

@@ -662,7 +662,12 @@ async fn accept_loop(ctx: Rc<WorkerContext>, listener: TcpListener, cancel: Canc
         let connection_ctx = ctx.clone();
         monoio::spawn(async move {
             let guard = ConnectionCount(connection_ctx.clone());
-            let outcome = CatchUnwind(Box::pin(serve_client(connection_ctx, stream, peer))).await;
+            // The box is allocated before the future is created, so that only the future's
+            // arguments are written into it. `Box::pin(serve_client(..))` copied the whole
+            // 16 KB future from the stack.
+            let slot = Box::new_uninit();
+            let future = Box::write(slot, serve_client(connection_ctx, stream, peer));
+            let outcome = CatchUnwind(Box::into_pin(future)).await;
             if outcome.is_err() {
                 error!(worker = guard.0.id, client = %peer, "a panic ended this connection; the worker and its other connections go on");
             }

@@ -12,9 +12,9 @@ use ringway::http::body::{
     BodyKind, CHUNK_TRAILER_CRLF, ChunkedDecoder, ChunkedError, ChunkedLimits, LAST_CHUNK,
     MAX_CHUNK_HEADER_BYTES, encode_chunk_header,
 };
-use ringway::http::forward::{ResponseExtras, 
-    ClientFraming, RequestContext, VIA_PSEUDONYM, write_interim_head, write_request_head,
-    write_response_head,
+use ringway::http::forward::{
+    ClientFraming, ClientIp, RequestContext, ResponseExtras, VIA_PSEUDONYM, write_interim_head,
+    write_request_head, write_response_head,
 };
 use ringway::http::head::{
     FieldRole, HeadLimits, MAX_HEADER_COUNT, RequestHead, ResponseHead, Span, is_valid_host,
@@ -569,7 +569,7 @@ fn check_forward_limit(
     head: &RequestHead,
 ) -> Result<Vec<u8>, String> {
     let context = RequestContext {
-        client_ip: params.client_ip,
+        client_ip: &ClientIp::new(params.client_ip),
         upstream_authority: UPSTREAM_AUTHORITY,
         target: None,
         rules: None,

@@ -50,7 +50,7 @@ fn response(raw: &[u8], request_was_head: bool) -> ResponseHead {
 fn forward_from(raw: &[u8], client_ip: IpAddr) -> String {
     let head = request(raw);
     let context = RequestContext {
-        client_ip,
+        client_ip: &ClientIp::new(client_ip),
         upstream_authority: UPSTREAM_AUTHORITY,
         target: None,
         rules: None,
@@ -413,7 +413,7 @@ fn request_overflow_stays_within_limit() {
     let full = forward(raw);
     let head = request(raw);
     let context = RequestContext {
-        client_ip: CLIENT_IP,
+        client_ip: &ClientIp::new(CLIENT_IP),
         upstream_authority: UPSTREAM_AUTHORITY,
         target: None,
         rules: None,
@@ -448,7 +448,7 @@ fn request_appends_after_existing_bytes() {
     let full = forward(raw);
     let head = request(raw);
     let context = RequestContext {
-        client_ip: CLIENT_IP,
+        client_ip: &ClientIp::new(CLIENT_IP),
         upstream_authority: UPSTREAM_AUTHORITY,
         target: None,
         rules: None,
