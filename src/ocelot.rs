@@ -595,6 +595,19 @@ impl Converter {
             route.insert("host".to_owned(), json!(host));
         }
         let priority = if catch_all_only(upstream_template) {
+            // The conversion ranks a catch-all template below every other route, as
+            // OCELOT_DEFAULT_PRIORITY describes; the key is still read, so that it is reported
+            // as overridden rather than unknown.
+            let priority_path = section.path_of("Priority");
+            if let Some(written) = section.number("Priority").filter(|written| *written != 0.0) {
+                self.warning(
+                    &priority_path,
+                    format!(
+                        "a catch-all template is converted with priority 0, below every other route, so Priority {written} is not applied"
+                    ),
+                    "set \"priority\" in the converted file if this route must win over others",
+                );
+            }
             0
         } else {
             section
