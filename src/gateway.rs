@@ -40,7 +40,7 @@ pub struct Gateway {
     pub request_ids: RefCell<RequestIdGenerator>,
 }
 
-/// What a matched route does to its requests.
+/// The rules a matched route applies to its requests.
 pub struct RouteRuntime {
     pub name: Box<[u8]>,
     pub upstream: usize,
@@ -79,20 +79,10 @@ pub struct UpstreamRuntime {
 }
 
 impl UpstreamRuntime {
-    /// Returns whether `server` may take a request at `now`: neither ejected, nor failing its
-    /// active checks, nor behind an open circuit breaker. The only server of an upstream is
-    /// never ejected by passive checks, as in nginx: with nowhere else to send the request,
-    /// trying it is better than refusing it.
-    pub fn is_available(&self, server: usize, now: Instant) -> bool {
-        server_available(&self.health, server, now)
-            && self
-                .breakers
-                .as_ref()
-                .is_none_or(|breakers| breakers[server].would_allow(now))
-    }
-
     /// Picks a server for `request` among the available ones other than `exclude`, counts it as
-    /// started, and takes a trial of its circuit breaker if that is half-open.
+    /// started, and takes a trial of its circuit breaker if that is half-open. A server is
+    /// available when it is neither ejected, nor failing its active checks, nor behind an open
+    /// circuit breaker.
     pub fn choose(
         &mut self,
         request: &PickRequest<'_>,
@@ -114,7 +104,7 @@ impl UpstreamRuntime {
         };
         let pick = balancer.pick(request, available)?;
         if let Some(breakers) = breakers.as_mut() {
-            // `would_allow` said yes a moment ago, so this only counts the trial.
+            // `would_allow` returned true a moment ago, so this only counts the trial.
             breakers[pick.server].allow(now);
         }
         balancer.started(pick.server);
@@ -139,8 +129,9 @@ impl UpstreamRuntime {
     }
 }
 
-/// Returns whether passive and active health let `server` take requests; see
-/// `UpstreamRuntime::is_available`.
+/// Returns whether passive and active health let `server` take requests. The only server of
+/// an upstream is never ejected by passive checks, as in nginx: with nowhere else to send the
+/// request, trying it is better than rejecting it.
 fn server_available(health: &[ServerHealth], server: usize, now: Instant) -> bool {
     let state = &health[server];
     let ejected = health.len() > 1 && state.passive.is_ejected(now);
@@ -148,7 +139,7 @@ fn server_available(health: &[ServerHealth], server: usize, now: Instant) -> boo
     !ejected && active_ok
 }
 
-/// What recording one outcome changed.
+/// The changes that recording one outcome made.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Recorded {
     /// The failure ejected the server.
@@ -393,7 +384,7 @@ fn build_route(
     Ok((spec, runtime, limiter))
 }
 
-/// The limiter key of a whitelist entry: an address in the form `limiter::address_key` uses
+/// Returns the limiter key of a whitelist entry: an address in the form `limiter::address_key` uses
 /// for client addresses, or a header value as written.
 fn whitelist_key(key: &ClientKey, entry: &str) -> Box<[u8]> {
     match (key, entry.parse::<IpAddr>()) {
@@ -470,7 +461,7 @@ fn build_upstream(
         .map(|server| ServerInfo {
             weight: server.weight,
             // A host name that resolved to several addresses gives several servers with one
-            // authority, so the address tells them apart.
+            // authority, so the address distinguishes them.
             key: server.addr.to_string(),
         })
         .collect();
@@ -528,7 +519,7 @@ fn build_upstream(
     })
 }
 
-/// How long a 503 for an upstream with no available server tells clients to wait: the time
+/// Returns the Retry-After seconds of a 503 for an upstream with no available server: the time
 /// until the first ejection ends, rounded up to whole seconds, at least 1 and at most
 /// `MAX_RETRY_AFTER`.
 pub fn retry_after(upstream: &UpstreamRuntime, now: Instant) -> u64 {
