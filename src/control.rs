@@ -184,7 +184,9 @@ impl Controller {
         }
         let path = self.config_path.display().to_string();
         // An ocelot.json is converted again, so a reload picks up its edits too.
-        let loaded = crate::ocelot::load_config(&self.config_path).and_then(|(new, _)| {
+        let loaded = crate::ocelot::load(&self.config_path)
+            .map_err(crate::ocelot::LoadFailure::into_config_errors)
+            .and_then(|(new, _)| {
             let new = keep_restart_only_settings(&self.config, new);
             check_fits_running_buffers(&new).map(|()| new)
         });

@@ -18,7 +18,7 @@ use ringway::admin;
 use ringway::config;
 use ringway::control::{Controller, lock};
 use ringway::handoff;
-use ringway::ocelot::{self, Note, Severity};
+use ringway::ocelot::{self, LoadFailure, Severity};
 use ringway::sys;
 use ringway::worker;
 
@@ -86,10 +86,10 @@ fn main() -> ExitCode {
     let Some(path) = args.config else {
         return ExitCode::FAILURE;
     };
-    let (config, notes) = match load(&path) {
+    let (config, notes) = match ocelot::load(&path) {
         Ok(loaded) => loaded,
         Err(failure) => {
-            failure.print(&path);
+            print_load_failure(&failure, &path);
             return ExitCode::FAILURE;
         }
     };
@@ -100,77 +100,37 @@ fn main() -> ExitCode {
     run(config, path, args.takeover)
 }
 
-/// Reason a configuration file could not be used.
-enum LoadFailure {
-    /// ringway's validation rejected the file, or the file converted from Ocelot.
-    Invalid {
-        errors: Vec<config::ConfigError>,
-        converted: bool,
-    },
-    /// An ocelot.json with settings ringway cannot honour; every note is printed.
-    Ocelot(Vec<Note>),
-}
-
-impl LoadFailure {
-    fn print(&self, path: &Path) {
-        match self {
-            LoadFailure::Invalid { errors, converted } => {
-                if *converted {
-                    eprintln!(
-                        "{}: converted from Ocelot, but the result is not a valid ringway configuration",
-                        path.display()
-                    );
-                }
-                print_errors(path, errors);
-            }
-            LoadFailure::Ocelot(notes) => {
-                let errors = notes
-                    .iter()
-                    .filter(|note| note.severity == Severity::Error)
-                    .count();
+/// Prints why a configuration file could not be used.
+fn print_load_failure(failure: &LoadFailure, path: &Path) {
+    match failure {
+        LoadFailure::Invalid { errors, converted } => {
+            if *converted {
                 eprintln!(
-                    "{}: {errors} Ocelot setting{} that ringway cannot honour",
-                    path.display(),
-                    if errors == 1 { "" } else { "s" }
+                    "{}: converted from Ocelot, but the result is not a valid ringway configuration",
+                    path.display()
                 );
-                for note in notes {
-                    eprintln!("  {note}");
-                }
+            }
+            print_errors(path, errors);
+        }
+        LoadFailure::Ocelot(notes) => {
+            let errors = notes
+                .iter()
+                .filter(|note| note.severity == Severity::Error)
+                .count();
+            eprintln!(
+                "{}: {errors} Ocelot setting{} that ringway cannot honour",
+                path.display(),
+                if errors == 1 { "" } else { "s" }
+            );
+            for note in notes {
+                eprintln!("  {note}");
             }
         }
     }
 }
 
-/// Loads a ringway configuration file, or converts an ocelot.json. Returns the
-/// configuration and the warnings of the conversion.
-fn load(path: &Path) -> Result<(config::Config, Vec<Note>), LoadFailure> {
-    let root = std::fs::read_to_string(path).ok().and_then(|text| {
-        serde_json::from_str::<serde_json::Value>(text.trim_start_matches('\u{feff}')).ok()
-    });
-    let Some(root) = root.filter(ocelot::is_ocelot) else {
-        // config::load reports unreadable files and JSON syntax errors with their position.
-        return config::load(path)
-            .map(|config| (config, Vec::new()))
-            .map_err(|errors| LoadFailure::Invalid {
-                errors,
-                converted: false,
-            });
-    };
-    let conversion = ocelot::convert(&root);
-    if conversion.has_errors() {
-        return Err(LoadFailure::Ocelot(conversion.notes));
-    }
-    match config::parse(&conversion.config.to_string()) {
-        Ok(config) => Ok((config, conversion.notes)),
-        Err(errors) => Err(LoadFailure::Invalid {
-            errors,
-            converted: true,
-        }),
-    }
-}
-
 fn check_config(path: &Path) -> ExitCode {
-    match load(path) {
+    match ocelot::load(path) {
         Ok((config, notes)) => {
             for note in &notes {
                 eprintln!("{note}");
@@ -191,7 +151,7 @@ fn check_config(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(failure) => {
-            failure.print(path);
+            print_load_failure(&failure, path);
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 use crate::config::{self, Config, ConfigError};
+use crate::routing::headers::FORWARDING_NAMES;
 
 /// Listen address when the file gives no port: Ocelot's own port comes from the ASP.NET host
 /// settings, which are not in ocelot.json.
@@ -92,31 +93,61 @@ impl Conversion {
     }
 }
 
+/// Reason a configuration file could not be used.
+pub enum LoadFailure {
+    /// ringway's validation rejected the file, or the file converted from Ocelot.
+    Invalid {
+        errors: Vec<ConfigError>,
+        converted: bool,
+    },
+    /// An ocelot.json with settings ringway cannot honour.
+    Ocelot(Vec<Note>),
+}
+
+impl LoadFailure {
+    /// Returns the failure as configuration errors: Ocelot notes keyed by their Ocelot path.
+    pub fn into_config_errors(self) -> Vec<ConfigError> {
+        match self {
+            LoadFailure::Invalid { errors, .. } => errors,
+            LoadFailure::Ocelot(notes) => notes
+                .into_iter()
+                .filter(|note| note.severity == Severity::Error)
+                .map(|note| ConfigError {
+                    path: note.path,
+                    message: note.message,
+                    fix: note.instead,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Loads `path` as a ringway configuration, converting it first when it is an ocelot.json.
-/// Settings that cannot carry over are returned as errors keyed by their Ocelot path, and
-/// warnings are returned beside the configuration.
-pub fn load_config(path: &std::path::Path) -> Result<(Config, Vec<Note>), Vec<ConfigError>> {
+/// Returns the configuration with the warnings of the conversion.
+pub fn load(path: &std::path::Path) -> Result<(Config, Vec<Note>), LoadFailure> {
     let root = std::fs::read_to_string(path).ok().and_then(|text| {
         serde_json::from_str::<Value>(text.trim_start_matches('\u{feff}')).ok()
     });
     let Some(root) = root.filter(is_ocelot) else {
         // config::load reports unreadable files and JSON syntax errors with their position.
-        return config::load(path).map(|config| (config, Vec::new()));
+        return config::load(path)
+            .map(|config| (config, Vec::new()))
+            .map_err(|errors| LoadFailure::Invalid {
+                errors,
+                converted: false,
+            });
     };
     let conversion = convert(&root);
     if conversion.has_errors() {
-        return Err(conversion
-            .notes
-            .into_iter()
-            .filter(|note| note.severity == Severity::Error)
-            .map(|note| ConfigError {
-                path: note.path,
-                message: note.message,
-                fix: note.instead,
-            })
-            .collect());
+        return Err(LoadFailure::Ocelot(conversion.notes));
     }
-    config::parse(&conversion.config.to_string()).map(|config| (config, conversion.notes))
+    match config::parse(&conversion.config.to_string()) {
+        Ok(config) => Ok((config, conversion.notes)),
+        Err(errors) => Err(LoadFailure::Invalid {
+            errors,
+            converted: true,
+        }),
+    }
 }
 
 /// Returns whether `root` looks like an ocelot.json: an object with a `ReRoutes` or
@@ -1043,8 +1074,7 @@ impl Converter {
                 );
                 continue;
             }
-            let forwarding = ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Via"];
-            if forwarding.iter().any(|known| name.eq_ignore_ascii_case(known)) {
+            if FORWARDING_NAMES.iter().any(|known| name.eq_ignore_ascii_case(known)) {
                 self.warning(
                     &rule_path,
                     format!("ringway writes {name} itself for every request, so this transform is dropped"),

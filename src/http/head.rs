@@ -143,11 +143,17 @@ impl RequestHead {
     /// Returns whether the method is idempotent (RFC 9110 section 9.2.2), so that a request that
     /// failed before any response byte may be sent again.
     pub fn is_idempotent(&self, buf: &[u8]) -> bool {
-        matches!(
-            self.method(buf),
-            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
-        )
+        is_idempotent_method(self.method(buf))
     }
+}
+
+/// Returns whether `method` is idempotent (RFC 9110 section 9.2.2). Methods compare
+/// case-sensitively, as RFC 9110 section 9.1 requires.
+pub fn is_idempotent_method(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
 }
 
 /// Parses a request head from the start of `buf` into `head`.

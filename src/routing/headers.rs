@@ -28,7 +28,7 @@ const RESERVED_NAMES: [&str; 9] = [
 
 /// Headers that ringway writes for every forwarded request, so rules on them would either be
 /// lost or send a second, conflicting field.
-const FORWARDING_NAMES: [&str; 5] = [
+pub const FORWARDING_NAMES: [&str; 5] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",

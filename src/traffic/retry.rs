@@ -141,10 +141,7 @@ pub enum FailureStage {
 /// 9110 section 9.2.2) are sent again, and nothing is once the request was written. Methods
 /// compare case-sensitively, as RFC 9110 section 9.1 requires.
 pub fn retryable(method: &[u8], stage: FailureStage) -> bool {
-    let idempotent = matches!(
-        method,
-        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
-    );
+    let idempotent = crate::http::head::is_idempotent_method(method);
     match stage {
         FailureStage::ConnectFailed | FailureStage::ConnectTimeout => true,
         FailureStage::ResetBeforeRequestWritten => idempotent,
