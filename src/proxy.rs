@@ -881,7 +881,7 @@ impl Client {
     }
 
     /// Prepares the upstream target, request id and server choice, then runs attempts until
-    /// one answers or no retry is left.
+    /// one gets a response or no retry is left.
     async fn exchange_with(&mut self, route: usize, scratch: &mut Scratch) -> Next {
         let generation = self.generation.clone();
         let config = &generation.config;
@@ -1114,7 +1114,7 @@ impl Client {
             match outcome {
                 Exchanged::Done(next) => {
                     // ringway's own 502 and 504, and the same statuses from the upstream, count
-                    // against the server; a request that ended without a status counts neither way.
+                    // against the server. A request that ended without a status counts neither way.
                     let status = self.record.status;
                     if status != 0 {
                         let ok = !matches!(status, 502..=504);
@@ -1331,7 +1331,7 @@ impl Client {
                 request_result,
             } => {
                 // A bodiless request's relay is complete before any response, so its buffer
-                // holds whatever the client sent after the head: the first tunnel bytes.
+                // contains whatever the client sent after the head: the first tunnel bytes.
                 let Some(Ok(request)) = request_result else {
                     return Exchanged::Done(Next::Close);
                 };

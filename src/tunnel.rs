@@ -27,13 +27,13 @@ pub struct Early {
 /// Settings of one tunnel.
 #[derive(Clone, Copy)]
 pub struct TunnelParams {
-    /// Longest silence in both directions together before the tunnel closes.
+    /// Maximum silence in both directions together before the tunnel closes.
     pub idle_timeout: Duration,
-    /// Longest time one write may stay blocked.
+    /// Maximum time one write may stay blocked.
     pub write_timeout: Duration,
 }
 
-/// How a tunnel ended, with the bytes each direction carried.
+/// The end of a tunnel: its reason and the bytes each direction carried.
 #[derive(Debug)]
 pub struct TunnelEnd {
     pub client_to_upstream: u64,

@@ -150,7 +150,7 @@ pub struct RequestContext<'a> {
     pub request_id: Option<(&'a [u8], &'a [u8])>,
 }
 
-/// What ringway adds to or changes in a final response head besides the framing.
+/// The fields ringway adds to or changes in a final response head besides the framing.
 #[derive(Clone, Copy, Default)]
 pub struct ResponseExtras<'a> {
     /// The route's rules for response headers, and the values of their placeholders.

@@ -87,7 +87,7 @@ fn contains_nul(path: &[u8]) -> bool {
 
 /// Returns the byte a `%XX` escape at the start of `bytes` stands for, when it is an unreserved
 /// character (RFC 3986 section 2.3: letters, digits, '-', '.', '_', '~'), which RFC 3986 section
-/// 6.2.2.2 says to decode before comparing paths.
+/// 6.2.2.2 recommends decoding before comparing paths.
 fn unreserved_escape(bytes: &[u8]) -> Option<u8> {
     if bytes.len() < 3 || bytes[0] != b'%' {
         return None;
