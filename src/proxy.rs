@@ -174,14 +174,13 @@ impl WorkerContext {
     }
 }
 
-/// Largest body that goes out in the same write as its head: a small body that arrived whole
-/// with the head is copied behind it, which saves a system call, a TCP segment and a wake-up of
-/// the receiver per message. The copy stays far cheaper than a write at this size, and the head
-/// buffer of a connection grows by at most this much.
+/// Largest body that goes out in the same write as its head. A small body that arrived whole
+/// with its head is copied behind it, which saves a system call, a TCP segment and a wake-up of
+/// the receiver per message. The head buffer of a connection grows by at most this much.
 pub const COALESCE_BODY_BYTES: usize = 4096;
 
 /// Appends a body of `length` bytes (a Content-Length body) to the head in `head` when
-/// `buffered` holds all of it, it is at most `COALESCE_BODY_BYTES` and `head` stays within
+/// `buffered` contains all of it, it is at most `COALESCE_BODY_BYTES` and `head` stays within
 /// `room` bytes. Returns the body bytes appended, 0 when the body streams on its own.
 fn coalesce_body(head: &mut Vec<u8>, room: usize, buffered: &[u8], length: Option<u64>) -> usize {
     match length.and_then(|length| usize::try_from(length).ok()) {
