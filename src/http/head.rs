@@ -423,34 +423,23 @@ pub fn is_valid_host(value: &[u8]) -> bool {
 }
 
 fn role_of(name: &[u8]) -> FieldRole {
-    const HOP_BY_HOP: [&[u8]; 9] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        // Only meaningful with an h2c upgrade, which is never forwarded.
-        b"http2-settings",
-    ];
-    if HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop)) {
-        FieldRole::HopByHop
-    } else if name.eq_ignore_ascii_case(b"host") {
-        FieldRole::Host
-    } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-        FieldRole::ForwardedFor
-    } else if name.eq_ignore_ascii_case(b"forwarded") {
-        FieldRole::Forwarded
-    } else if name.eq_ignore_ascii_case(b"via") {
-        FieldRole::Via
-    } else if name.eq_ignore_ascii_case(b"x-forwarded-proto")
-        || name.eq_ignore_ascii_case(b"x-forwarded-host")
-    {
-        FieldRole::ForwardedReplaced
-    } else {
-        FieldRole::EndToEnd
+    // Dispatching on the length first compares each name with at most two known names.
+    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 if is(b"te") => FieldRole::HopByHop,
+        3 if is(b"via") => FieldRole::Via,
+        4 if is(b"host") => FieldRole::Host,
+        7 if is(b"trailer") || is(b"upgrade") => FieldRole::HopByHop,
+        9 if is(b"forwarded") => FieldRole::Forwarded,
+        10 if is(b"connection") || is(b"keep-alive") => FieldRole::HopByHop,
+        // http2-settings only means something with an h2c upgrade, which is never forwarded.
+        14 if is(b"content-length") || is(b"http2-settings") => FieldRole::HopByHop,
+        15 if is(b"x-forwarded-for") => FieldRole::ForwardedFor,
+        16 if is(b"proxy-connection") => FieldRole::HopByHop,
+        16 if is(b"x-forwarded-host") => FieldRole::ForwardedReplaced,
+        17 if is(b"transfer-encoding") => FieldRole::HopByHop,
+        17 if is(b"x-forwarded-proto") => FieldRole::ForwardedReplaced,
+        _ => FieldRole::EndToEnd,
     }
 }
 

@@ -1774,3 +1774,33 @@ fn response_head_reused() {
     assert_eq!(head.content_length, None);
     assert_eq!(head.body, Some(BodyKind::None));
 }
+
+#[test]
+fn field_roles_by_name() {
+    let cases: [(&[u8], FieldRole); 20] = [
+        (b"TE", FieldRole::HopByHop),
+        (b"Via", FieldRole::Via),
+        (b"HOST", FieldRole::Host),
+        (b"Trailer", FieldRole::HopByHop),
+        (b"upgrade", FieldRole::HopByHop),
+        (b"Forwarded", FieldRole::Forwarded),
+        (b"Connection", FieldRole::HopByHop),
+        (b"Keep-Alive", FieldRole::HopByHop),
+        (b"Content-Length", FieldRole::HopByHop),
+        (b"HTTP2-Settings", FieldRole::HopByHop),
+        (b"X-Forwarded-For", FieldRole::ForwardedFor),
+        (b"Proxy-Connection", FieldRole::HopByHop),
+        (b"X-Forwarded-Host", FieldRole::ForwardedReplaced),
+        (b"Transfer-Encoding", FieldRole::HopByHop),
+        (b"x-forwarded-proto", FieldRole::ForwardedReplaced),
+        // Names of the same lengths that are not special.
+        (b"Tf", FieldRole::EndToEnd),
+        (b"Hosts", FieldRole::EndToEnd),
+        (b"Accept-Language", FieldRole::EndToEnd),
+        (b"Content-Language", FieldRole::EndToEnd),
+        (b"", FieldRole::EndToEnd),
+    ];
+    for (name, role) in cases {
+        assert_eq!(role_of(name), role, "{}", String::from_utf8_lossy(name));
+    }
+}
