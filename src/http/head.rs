@@ -424,21 +424,21 @@ pub fn is_valid_host(value: &[u8]) -> bool {
 
 fn role_of(name: &[u8]) -> FieldRole {
     // Dispatching on the length first compares each name with at most two known names.
-    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    let named = |known: &[u8]| name.eq_ignore_ascii_case(known);
     match name.len() {
-        2 if is(b"te") => FieldRole::HopByHop,
-        3 if is(b"via") => FieldRole::Via,
-        4 if is(b"host") => FieldRole::Host,
-        7 if is(b"trailer") || is(b"upgrade") => FieldRole::HopByHop,
-        9 if is(b"forwarded") => FieldRole::Forwarded,
-        10 if is(b"connection") || is(b"keep-alive") => FieldRole::HopByHop,
+        2 if named(b"te") => FieldRole::HopByHop,
+        3 if named(b"via") => FieldRole::Via,
+        4 if named(b"host") => FieldRole::Host,
+        7 if named(b"trailer") || named(b"upgrade") => FieldRole::HopByHop,
+        9 if named(b"forwarded") => FieldRole::Forwarded,
+        10 if named(b"connection") || named(b"keep-alive") => FieldRole::HopByHop,
         // http2-settings only means something with an h2c upgrade, which is never forwarded.
-        14 if is(b"content-length") || is(b"http2-settings") => FieldRole::HopByHop,
-        15 if is(b"x-forwarded-for") => FieldRole::ForwardedFor,
-        16 if is(b"proxy-connection") => FieldRole::HopByHop,
-        16 if is(b"x-forwarded-host") => FieldRole::ForwardedReplaced,
-        17 if is(b"transfer-encoding") => FieldRole::HopByHop,
-        17 if is(b"x-forwarded-proto") => FieldRole::ForwardedReplaced,
+        14 if named(b"content-length") || named(b"http2-settings") => FieldRole::HopByHop,
+        15 if named(b"x-forwarded-for") => FieldRole::ForwardedFor,
+        16 if named(b"proxy-connection") => FieldRole::HopByHop,
+        16 if named(b"x-forwarded-host") => FieldRole::ForwardedReplaced,
+        17 if named(b"transfer-encoding") => FieldRole::HopByHop,
+        17 if named(b"x-forwarded-proto") => FieldRole::ForwardedReplaced,
         _ => FieldRole::EndToEnd,
     }
 }
