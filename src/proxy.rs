@@ -75,6 +75,15 @@ pub const CLIENT_WATCH_DELAY: Duration = Duration::from_millis(50);
 /// closes them when done. Each pipe is two descriptors and up to one buffer of kernel memory.
 pub const MAX_IDLE_PIPES: usize = 16;
 
+/// Closed connections' growable state that a worker keeps for new connections, so that a
+/// client opening a connection per request costs no allocations for its heads. Each is a few
+/// KiB, at most `MAX_SPARE_STATE_BYTES`.
+pub const MAX_SPARE_STATES: usize = 32;
+
+/// Largest state kept for reuse, in bytes of vector capacity. A connection that grew its
+/// vectors for unusually large heads frees them instead of keeping them for others.
+pub const MAX_SPARE_STATE_BYTES: usize = 16 * 1024;
+
 /// The environment variable that sets `WorkerContext::panic_path`. It is meant for tests only:
 /// nothing reads it unless it is set, and then only the exact path panics.
 pub const TEST_PANIC_PATH_ENV: &str = "RINGWAY_TEST_PANIC_PATH";
@@ -119,6 +128,8 @@ pub struct WorkerContext {
     pub upstream_error_log: RefCell<RateLimitedLog>,
     /// Empty pipes kept for splice relays (`relay: "splice"`), at most `MAX_IDLE_PIPES`.
     pub pipes: RefCell<Vec<Pipe>>,
+    /// State of closed connections kept for new ones, at most `MAX_SPARE_STATES`.
+    pub spare_states: RefCell<Vec<ConnectionState>>,
 }
 
 fn request_limits(config: &Config) -> HeadLimits {
@@ -163,6 +174,23 @@ impl WorkerContext {
                 debug!(worker = self.id, error = %err, "creating a pipe for splice failed; copying instead");
                 None
             }
+        }
+    }
+
+    /// Takes the state of a closed connection, or a new one.
+    fn take_state(&self) -> ConnectionState {
+        let mut state = self.spare_states.borrow_mut().pop().unwrap_or_default();
+        state.idle_buf.reserve_exact(IDLE_READ_BYTES);
+        state
+    }
+
+    /// Keeps a closed connection's state for a new connection, unless enough are kept or it
+    /// grew too large.
+    fn return_state(&self, mut state: ConnectionState) {
+        let mut spares = self.spare_states.borrow_mut();
+        if spares.len() < MAX_SPARE_STATES && state.capacity_bytes() <= MAX_SPARE_STATE_BYTES {
+            state.clear();
+            spares.push(state);
         }
     }
 
@@ -301,29 +329,40 @@ struct Buffers {
 pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let registry_slot = ctx.clients.register(stream.as_raw_fd());
+    let ConnectionState {
+        request_line,
+        request,
+        response,
+        head_out,
+        idle_buf,
+        path_buf,
+        scratch,
+        request_id,
+        error_fields,
+    } = ctx.take_state();
     let mut client = Client {
         generation: ctx.current_generation(),
         registry_slot,
         record: RequestRecord::default(),
-        request_line: Vec::new(),
+        request_line,
         ctx,
         peer,
         client_ip: ClientIp::new(peer.ip()),
         stream: Some(stream),
         buffers: None,
         pos: 0,
-        request: RequestHead::default(),
-        response: ResponseHead::default(),
-        head_out: Vec::new(),
-        idle_buf: Vec::with_capacity(IDLE_READ_BYTES),
+        request,
+        response,
+        head_out,
+        idle_buf,
         is_head: false,
         served: 0,
         captures: Captures::new(),
-        path_buf: Vec::new(),
+        path_buf,
         path_rewritten: false,
-        scratch: Scratch::default(),
-        request_id: Vec::new(),
-        error_fields: Vec::new(),
+        scratch,
+        request_id,
+        error_fields,
         timeouts: Timeouts::default(),
     };
     // This await never suspends. With a single await, rustc 1.95 lays the future out as one
@@ -333,6 +372,87 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
     std::future::ready(()).await;
     client.run().await;
     debug!(client = %peer, requests = client.served, "client connection closed");
+    client.ctx.return_state(ConnectionState {
+        request_line: std::mem::take(&mut client.request_line),
+        request: std::mem::take(&mut client.request),
+        response: std::mem::take(&mut client.response),
+        head_out: std::mem::take(&mut client.head_out),
+        idle_buf: std::mem::take(&mut client.idle_buf),
+        path_buf: std::mem::take(&mut client.path_buf),
+        scratch: std::mem::take(&mut client.scratch),
+        request_id: std::mem::take(&mut client.request_id),
+        error_fields: std::mem::take(&mut client.error_fields),
+    });
+}
+
+/// The parts of a connection that grow to fit its heads and are reused across its requests.
+/// A closed connection's state goes back to its worker for the next connection.
+#[derive(Default)]
+pub struct ConnectionState {
+    request_line: Vec<u8>,
+    request: RequestHead,
+    response: ResponseHead,
+    head_out: Vec<u8>,
+    idle_buf: Vec<u8>,
+    path_buf: Vec<u8>,
+    scratch: Scratch,
+    request_id: Vec<u8>,
+    error_fields: Vec<u8>,
+}
+
+impl ConnectionState {
+    /// Returns the bytes of capacity its vectors hold.
+    fn capacity_bytes(&self) -> usize {
+        let Scratch {
+            target,
+            host,
+            request_id: scratch_id,
+            cookie,
+        } = &self.scratch;
+        let bytes = [
+            &self.request_line,
+            &self.head_out,
+            &self.idle_buf,
+            &self.path_buf,
+            target,
+            host,
+            scratch_id,
+            cookie,
+            &self.request_id,
+            &self.error_fields,
+        ]
+        .iter()
+        .map(|vec| vec.capacity())
+        .sum::<usize>();
+        bytes + self.request.capacity_bytes() + self.response.capacity_bytes()
+    }
+
+    /// Empties the vectors and resets the heads, so nothing of the closed connection is seen
+    /// by the next.
+    fn clear(&mut self) {
+        self.request.reset();
+        self.response.reset();
+        let Scratch {
+            target,
+            host,
+            request_id: scratch_id,
+            cookie,
+        } = &mut self.scratch;
+        for vec in [
+            &mut self.request_line,
+            &mut self.head_out,
+            &mut self.idle_buf,
+            &mut self.path_buf,
+            target,
+            host,
+            scratch_id,
+            cookie,
+            &mut self.request_id,
+            &mut self.error_fields,
+        ] {
+            vec.clear();
+        }
+    }
 }
 
 struct Client {

@@ -331,6 +331,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         client_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         upstream_error_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
         pipes: RefCell::new(Vec::new()),
+        spare_states: RefCell::new(Vec::new()),
         config,
     });
     let core_text = match (core, pinned) {

@@ -1804,3 +1804,30 @@ fn field_roles_by_name() {
         assert_eq!(role_of(name), role, "{}", String::from_utf8_lossy(name));
     }
 }
+
+#[test]
+fn reset_keeps_capacity_only() {
+    let raw = b"POST /a HTTP/1.1\r\nHost: a\r\nConnection: x-one\r\nContent-Length: 3\r\n\r\nabc";
+    let mut head = RequestHead::default();
+    assert!(matches!(parse_request(raw, LIMITS, &mut head), Ok(true)));
+    assert!(head.capacity_bytes() > 0);
+    let capacity = head.capacity_bytes();
+    head.reset();
+    assert_eq!(head.capacity_bytes(), capacity);
+    assert!(head.fields.is_empty());
+    assert!(head.connection_tokens.is_empty());
+    assert_eq!(head.body, None);
+    assert_eq!(head.head_len, 0);
+    assert!(head.host.is_none());
+
+    let raw = b"HTTP/1.1 200 OK\r\nConnection: x-two\r\nContent-Length: 0\r\n\r\n";
+    let mut head = ResponseHead::default();
+    assert!(matches!(parse_response(raw, LIMITS, false, &mut head), Ok(true)));
+    let capacity = head.capacity_bytes();
+    head.reset();
+    assert_eq!(head.capacity_bytes(), capacity);
+    assert!(head.fields.is_empty());
+    assert!(head.connection_tokens.is_empty());
+    assert_eq!(head.status, 0);
+    assert_eq!(head.content_length, None);
+}
