@@ -4,7 +4,8 @@
 //! worker's body memory is bounded by `buffers.per_worker * buffers.size_bytes` whatever the
 //! number, size or length of transfers. Buffers are allocated on first use, kept for reuse up to
 //! `MAX_IDLE_BUFFERS`, and returned to the pool when the lease is dropped, including when an
-//! in-flight operation that owns the buffer completes after its future was cancelled.
+//! in-flight operation that owns the buffer completes after its future was cancelled. A worker
+//! that has leased no buffer for a while frees its idle ones too (`BufferPool::free_if_unused`).
 //!
 //! When the pool is exhausted, tasks wait in FIFO order instead of allocating more. The
 //! connection loop waits only while it holds no buffer (see `BufferPool::acquire`), so waiting
@@ -39,6 +40,8 @@ struct PoolState {
     waiters: VecDeque<(u64, Waker)>,
     next_ticket: u64,
     waits: u64,
+    /// A buffer was leased since the last `free_if_unused` call.
+    leased_recently: bool,
 }
 
 /// Counters describing a pool, for logs and tests.
@@ -65,6 +68,7 @@ impl BufferPool {
                 waiters: VecDeque::new(),
                 next_ticket: 0,
                 waits: 0,
+                leased_recently: false,
             })),
         }
     }
@@ -112,8 +116,23 @@ impl BufferPool {
         Some(self.lease(&mut state))
     }
 
+    /// Frees every idle buffer if no buffer was leased since the previous call, and returns how
+    /// many it freed. The allocator can return a page to the kernel only once every buffer in it
+    /// is free, so even a few idle buffers can keep a burst's pages resident. Called
+    /// periodically, this lets a quiet worker give that memory back.
+    pub fn free_if_unused(&self) -> usize {
+        let mut state = self.shared.borrow_mut();
+        if std::mem::take(&mut state.leased_recently) {
+            return 0;
+        }
+        let freed = state.free.len();
+        state.free = Vec::new();
+        freed
+    }
+
     fn lease(&self, state: &mut PoolState) -> PoolBuf {
         state.leased += 1;
+        state.leased_recently = true;
         let vec = state
             .free
             .pop()
@@ -314,6 +333,33 @@ mod tests {
         drop(held);
         assert!(poll_once(&mut second).is_ready());
         assert_eq!(pool.stats().waiting, 0);
+    }
+
+    #[test]
+    fn unused_pool_frees_idle_buffers() {
+        let pool = BufferPool::new(64, 8);
+        let buffers: Vec<PoolBuf> = (0..3).map(|_| pool.try_acquire().expect("free")).collect();
+        drop(buffers);
+        assert_eq!(pool.stats().allocated, 3);
+        assert_eq!(pool.free_if_unused(), 0, "buffers were leased since the last call");
+        assert_eq!(pool.stats().allocated, 3);
+        assert_eq!(pool.free_if_unused(), 3, "nothing was leased since the last call");
+        assert_eq!(pool.stats().allocated, 0);
+    }
+
+    #[test]
+    fn free_if_unused_keeps_leased_buffers() {
+        let pool = BufferPool::new(64, 8);
+        let leased = pool.try_acquire().expect("free");
+        drop(pool.try_acquire().expect("free"));
+        pool.free_if_unused();
+        assert_eq!(pool.free_if_unused(), 1);
+        assert_eq!(pool.stats().leased, 1);
+        assert_eq!(pool.stats().allocated, 1);
+        drop(leased);
+        assert_eq!(pool.stats().allocated, 1, "a released buffer is kept for reuse");
+        let again = pool.try_acquire().expect("free");
+        assert_eq!(again.capacity(), 64);
     }
 
     #[test]

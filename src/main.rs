@@ -76,6 +76,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // With transparent huge pages, the first touch of a 64 KiB buffer or of a connection's state
+    // can map a whole 2 MiB page. A one-worker ringway measured 12.6 MiB resident when idle and
+    // 68 MiB with 256 busy connections, against 5 and 12 MiB with 4 KiB pages (mimalloc 3.3.2,
+    // Linux 6.18, THP "madvise"). The mimalloc crate's `no_thp` feature stops mimalloc from
+    // asking for huge pages, which is enough under "madvise". This call keeps them off under
+    // "always" too, for every page fault after it.
+    let huge_pages_off = sys::disable_transparent_huge_pages();
     let args = Args::parse();
     if let Some(Command::ConvertOcelot { file }) = args.command {
         return convert_ocelot(&file);
@@ -94,6 +101,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log.level);
+    if let Err(err) = huge_pages_off {
+        warn!(
+            "turning transparent huge pages off failed: {err}; ringway goes on, but its resident memory may grow in 2 MiB steps"
+        );
+    }
     for note in &notes {
         warn!(path = %note.path, "converted from Ocelot: {}; instead, {}", note.message, note.instead);
     }

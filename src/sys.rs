@@ -170,6 +170,28 @@ pub fn signal_name(signal: i32) -> &'static str {
     }
 }
 
+/// Turns transparent huge pages off for the whole process (`PR_SET_THP_DISABLE`, Linux 3.15 and
+/// later). Page faults after the call map 4 KiB pages, also in mappings made before it, but huge
+/// pages that are already mapped stay.
+pub fn disable_transparent_huge_pages() -> io::Result<()> {
+    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and reads no memory of the caller.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Hands the calling thread's empty mimalloc pages back to the arena, and gives arena memory that
+/// has stayed free for mimalloc's purge delay (1 s by default in mimalloc 3.3) back to the kernel
+/// with `MADV_DONTNEED`. mimalloc does this by itself only while the thread keeps allocating, so
+/// without this call a worker that goes quiet after a burst keeps the burst's pages resident. On
+/// a thread that has never allocated through mimalloc, as under another global allocator, the
+/// call returns at once.
+pub fn release_freed_memory() {
+    // SAFETY: mi_collect takes no pointers and may be called from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
+
 /// Raises the soft limit on open file descriptors to the hard limit, as nginx's
 /// `worker_rlimit_nofile` does, because every connection costs one descriptor on each side and
 /// the usual soft limit of 1024 would cap a worker at a few hundred clients. Returns the

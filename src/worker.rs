@@ -27,11 +27,17 @@ use crate::generation::Generation;
 use crate::logging::{REPEATED_LOG_INTERVAL, RateLimitedLog};
 use crate::metrics::{WorkerMetrics, WorkerSnapshot};
 use crate::proxy::{ClientRegistry, TEST_PANIC_PATH_ENV, WorkerContext, serve_client};
-use crate::sys::{duplicate_fd, send_now};
+use crate::sys::{self, duplicate_fd, send_now};
 use crate::upstream::Upstreams;
 
 /// How often each worker closes idle upstream connections past `timeouts.upstream_idle_ms`.
 pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often each worker frees its idle pool buffers, if it leased none since the previous time,
+/// and hands freed allocator memory back to the kernel (`sys::release_freed_memory`). With
+/// mimalloc's purge delay of 1 s, a burst's memory is returned within about three intervals
+/// of the last lease: one without a lease, the purge delay, and the wait for the next call.
+pub const FREED_MEMORY_RELEASE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Pause after an accept failure such as running out of file descriptors, so the accept loop
 /// does not spin while the condition lasts.
@@ -350,6 +356,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
     let _ = ready.send(Ok((bound, copies)));
 
     monoio::spawn(reap_idle_upstreams(ctx.clone()));
+    monoio::spawn(release_freed_memory(ctx.clone()));
     monoio::spawn(probe_servers(ctx.clone()));
     monoio::spawn(serve_control(
         ctx.clone(),
@@ -560,6 +567,14 @@ async fn reap_idle_upstreams(ctx: Rc<WorkerContext>) {
         if closed > 0 {
             debug!(worker = ctx.id, closed, "closed idle upstream connections");
         }
+    }
+}
+
+async fn release_freed_memory(ctx: Rc<WorkerContext>) {
+    loop {
+        monoio::time::sleep(FREED_MEMORY_RELEASE_INTERVAL).await;
+        ctx.pool.free_if_unused();
+        sys::release_freed_memory();
     }
 }
 

@@ -178,6 +178,19 @@ impl Ringway {
         proc_status_kib(self.pid(), "VmRSS")
     }
 
+    /// Anonymous resident memory in KiB (`RssAnon` in /proc/PID/status): the heap, stacks and
+    /// other private memory, without the pages of the binary and its libraries.
+    pub fn rss_anon_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "RssAnon")
+    }
+
+    /// Resets the peak that `vm_hwm_kib` reports to the current resident set size, by writing
+    /// 5 to /proc/PID/clear_refs (Linux 4.0 and later).
+    pub fn reset_peak_rss(&self) {
+        let path = format!("/proc/{}/clear_refs", self.pid());
+        fs::write(&path, "5").unwrap_or_else(|error| panic!("failed to write {path}: {error}"));
+    }
+
     /// Number of open file descriptors (entries of /proc/PID/fd).
     pub fn open_fds(&self) -> usize {
         let dir = format!("/proc/{}/fd", self.pid());
