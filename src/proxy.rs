@@ -1437,6 +1437,15 @@ impl Client<'_> {
                     idle_timeout: timeouts.tunnel_idle,
                     write_timeout: timeouts.client_write,
                 };
+                let timers = self.timers.get();
+                let up_timers = RelayTimers {
+                    read: timers.client_read,
+                    write: timers.upstream_write,
+                };
+                let down_timers = RelayTimers {
+                    read: timers.upstream_read,
+                    write: timers.client_write,
+                };
                 let ended = tunnel::run(
                     &mut client_read,
                     &mut client_write,
@@ -1446,6 +1455,8 @@ impl Client<'_> {
                     Some(from_upstream),
                     &ctx.pool,
                     params,
+                    up_timers,
+                    down_timers,
                 )
                 .await;
                 debug!(
