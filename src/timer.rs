@@ -51,7 +51,7 @@ impl IoTimer {
     }
 
     /// Bounds `op` to finish by `deadline`. The returned future yields `Err(TimedOut)` once the
-    /// deadline has passed and `op` is still pending; `op` is then dropped with it.
+    /// deadline has passed and `op` is still pending, and `op` is then dropped with it.
     pub fn until<F: Future>(self: Pin<&mut Self>, deadline: Instant, op: F) -> Bounded<'_, F> {
         let mut slot = self.project().sleep;
         match slot.as_mut().as_pin_mut() {
@@ -178,7 +178,7 @@ mod tests {
             let mut timer = pin!(IoTimer::new());
             let limit = Duration::from_millis(30);
             let start = Instant::now();
-            // Each step takes a third of the limit; together they take several limits.
+            // Each step takes a third of the limit, and together they take four limits.
             for step in 0..12 {
                 let op = monoio::time::sleep(Duration::from_millis(10));
                 let result = timer.as_mut().limit(limit, op).await;
