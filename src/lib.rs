@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod relay;
 pub mod routing;
 pub mod sys;
+pub mod timer;
 pub mod traffic;
 pub mod tunnel;
 pub mod upstream;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Canceller};
 use monoio::net::TcpStream;
+use pin_project_lite::pin_project;
 use tracing::{debug, info, warn};
 
 use crate::access_log::{self, AccessLog};
@@ -45,11 +46,14 @@ use crate::traffic::retry::{FailureStage, retryable};
 use crate::http::head::{self, HeadLimits, RequestHead, ResponseHead};
 use crate::logging::RateLimitedLog;
 use crate::metrics::{self, WorkerMetrics};
-use crate::relay::{self, RelayFailure, RelayParams, Relayed, Sink, Source, TAILROOM};
+use crate::relay::{
+    self, RelayFailure, RelayParams, RelayTimers, Relayed, Sink, Source, TAILROOM,
+};
 use crate::sys::{
     PeerState, Pipe, StreamReader, StreamWatcher, StreamWriter, peek_peer, shutdown_socket,
     split_stream,
 };
+use crate::timer::IoTimer;
 use crate::tunnel;
 use crate::upstream::{self, UpstreamConnection, Upstreams};
 use crate::worker::DriverKind;
@@ -327,6 +331,13 @@ struct Buffers {
 
 /// Serves one client connection until it closes, fails, or idles out.
 pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: SocketAddr) {
+    // This await never suspends. With a single await, rustc 1.95 lays the future out as one
+    // struct, the 128-byte-aligned `run` future first and the arguments behind it, so creating
+    // the future for a new connection copied 16 KB. With two awaits the arguments come first,
+    // and the copy is 120 bytes (-Zprint-type-sizes). The locals below come after this await:
+    // created before it, the 128-byte-aligned timers lived across both awaits, and creating the
+    // future copied them too (about 480 instructions per connection in scripts/callgrind).
+    std::future::ready(()).await;
     let _ = stream.set_nodelay(true);
     let registry_slot = ctx.clients.register(stream.as_raw_fd());
     let ConnectionState {
@@ -340,7 +351,9 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
         request_id,
         error_fields,
     } = ctx.take_state();
+    let timers = pin!(ConnectionTimers::default());
     let mut client = Client {
+        timers: TimerSlot(Some(timers)),
         generation: ctx.current_generation(),
         registry_slot,
         record: RequestRecord::default(),
@@ -365,11 +378,6 @@ pub async fn serve_client(ctx: Rc<WorkerContext>, stream: TcpStream, peer: Socke
         error_fields,
         timeouts: Timeouts::default(),
     };
-    // This await never suspends. With a single await, rustc 1.95 lays the future out as one
-    // struct, the 128-byte-aligned `run` future first and the arguments behind it, so creating
-    // the future for a new connection copied 16 KB. With two awaits the arguments come first,
-    // and the copy is 120 bytes (-Zprint-type-sizes).
-    std::future::ready(()).await;
     client.run().await;
     debug!(client = %peer, requests = client.served, "client connection closed");
     client.ctx.return_state(ConnectionState {
@@ -455,7 +463,43 @@ impl ConnectionState {
     }
 }
 
-struct Client {
+pin_project! {
+    /// The timers of one client connection, one per direction of each side, reused by every
+    /// request on it. At any time an exchange runs at most one operation in each direction.
+    #[project = ConnectionTimersProj]
+    #[derive(Default)]
+    struct ConnectionTimers {
+        #[pin]
+        client_read: IoTimer,
+        #[pin]
+        client_write: IoTimer,
+        #[pin]
+        upstream_read: IoTimer,
+        #[pin]
+        upstream_write: IoTimer,
+        // Delays watching the client for a close while the upstream works on a request.
+        // A plain comment, because pin_project! rejects doc comments on fields.
+        #[pin]
+        client_watch: IoTimer,
+    }
+}
+
+/// The connection's timers, which `Client::run_exchange` takes out while the exchange's
+/// futures borrow them, so that `Client::duplex` can borrow the rest of the client.
+struct TimerSlot<'t>(Option<Pin<&'t mut ConnectionTimers>>);
+
+impl TimerSlot<'_> {
+    fn get(&mut self) -> ConnectionTimersProj<'_> {
+        self.0
+            .as_mut()
+            .expect("connection timers are out only inside run_exchange")
+            .as_mut()
+            .project()
+    }
+}
+
+struct Client<'t> {
+    timers: TimerSlot<'t>,
     ctx: Rc<WorkerContext>,
     /// The generation of the request in progress; between requests, of the last one.
     generation: Rc<Generation>,
@@ -576,7 +620,7 @@ fn routed_path<'b>(request: &RequestHead, buf: &'b [u8]) -> &'b [u8] {
     }
 }
 
-impl Drop for Client {
+impl Drop for Client<'_> {
     fn drop(&mut self) {
         self.ctx.clients.unregister(self.registry_slot);
     }
@@ -611,7 +655,7 @@ enum Next {
     Close,
 }
 
-impl Client {
+impl Client<'_> {
     async fn run(&mut self) {
         loop {
             // A draining worker lets each connection finish its current response, then closes
@@ -756,11 +800,12 @@ impl Client {
                 ));
             }
             let taken = std::mem::replace(inbound, PoolBuf::detached());
-            let read = monoio::time::timeout_at(
-                deadline.into(),
-                stream.read(taken.slice_mut(start..window_end)),
-            )
-            .await;
+            let read = self
+                .timers
+                .get()
+                .client_read
+                .until(deadline, stream.read(taken.slice_mut(start..window_end)))
+                .await;
             let Ok((result, slice)) = read else {
                 return Err(head_timeout(timeouts.client_head));
             };
@@ -806,7 +851,12 @@ impl Client {
         self.ctx
             .clients
             .set_idle(self.registry_slot, true, kept_alive);
-        let read = monoio::time::timeout(wait, stream.read(idle_buf)).await;
+        let read = self
+            .timers
+            .get()
+            .client_read
+            .limit(wait, stream.read(idle_buf))
+            .await;
         self.ctx
             .clients
             .set_idle(self.registry_slot, false, kept_alive);
@@ -821,11 +871,12 @@ impl Client {
         {
             let start = idle_buf.len();
             let capacity = idle_buf.capacity();
-            let read = monoio::time::timeout_at(
-                deadline.into(),
-                stream.read(idle_buf.slice_mut(start..capacity)),
-            )
-            .await;
+            let read = self
+                .timers
+                .get()
+                .client_read
+                .until(deadline, stream.read(idle_buf.slice_mut(start..capacity)))
+                .await;
             idle_buf = match read {
                 Err(_) => return Err(head_timeout(timeouts.client_head)),
                 Ok((Ok(0), _)) => {
@@ -1369,7 +1420,8 @@ impl Client {
         let mut sent = 0;
         while sent < request_head_len {
             let write = upstream_stream.write(upstream_buf.slice(sent..request_head_len));
-            let err = match monoio::time::timeout_at(deadline.into(), write).await {
+            let timer = self.timers.get().upstream_write;
+            let err = match timer.until(deadline, write).await {
                 Err(_) => {
                     let err = ProxyError::new(
                         Kind::UpstreamTimeout,
@@ -1447,6 +1499,18 @@ impl Client {
             pos: head_len + request_body_sent,
             bytes: request_body_sent as u64,
         };
+        let mut timers = self
+            .timers
+            .0
+            .take()
+            .expect("connection timers are out only inside run_exchange");
+        let ConnectionTimersProj {
+            client_read: client_read_timer,
+            client_write: client_write_timer,
+            upstream_read: upstream_read_timer,
+            upstream_write: upstream_write_timer,
+            client_watch: client_watch_timer,
+        } = timers.as_mut().project();
         let duplex = Duplex {
             client_write: &mut client_write,
             client_watch: &client_watch,
@@ -1455,6 +1519,9 @@ impl Client {
             head_params,
             client_keep_alive,
             extras,
+            client_write_timer,
+            upstream_read_timer,
+            client_watch_timer,
         };
         // A bodiless request is complete before anything is sent back, as its relay would find
         // on its first poll, so it gets no relay future. A relay future is pinned here, where
@@ -1477,10 +1544,15 @@ impl Client {
                 body_sink,
                 &ctx.pool,
                 request_params,
+                RelayTimers {
+                    read: client_read_timer,
+                    write: upstream_write_timer,
+                },
             );
             let request_relay = pin!(request_relay);
             self.duplex(duplex, request_relay, None).await
         };
+        self.timers.0 = Some(timers);
 
         match end {
             DuplexEnd::Upgraded {
@@ -1503,9 +1575,12 @@ impl Client {
                     &ResponseExtras::default(),
                 );
                 let head_bytes = std::mem::take(&mut self.head_out);
-                let written =
-                    monoio::time::timeout(timeouts.client_write, client_write.write_all(head_bytes))
-                        .await;
+                let written = self
+                    .timers
+                    .get()
+                    .client_write
+                    .limit(timeouts.client_write, client_write.write_all(head_bytes))
+                    .await;
                 match written {
                     Ok((Ok(_), head_bytes)) => self.head_out = head_bytes,
                     _ => return Exchanged::Done(Next::Close),
@@ -1522,6 +1597,15 @@ impl Client {
                     idle_timeout: timeouts.tunnel_idle,
                     write_timeout: timeouts.client_write,
                 };
+                let timers = self.timers.get();
+                let up_timers = RelayTimers {
+                    read: timers.client_read,
+                    write: timers.upstream_write,
+                };
+                let down_timers = RelayTimers {
+                    read: timers.upstream_read,
+                    write: timers.client_write,
+                };
                 let ended = tunnel::run(
                     &mut client_read,
                     &mut client_write,
@@ -1531,6 +1615,8 @@ impl Client {
                     Some(from_upstream),
                     &ctx.pool,
                     params,
+                    up_timers,
+                    down_timers,
                 )
                 .await;
                 debug!(
@@ -1659,6 +1745,9 @@ impl Client {
             head_params,
             client_keep_alive,
             extras,
+            mut client_write_timer,
+            mut upstream_read_timer,
+            client_watch_timer,
         } = duplex;
         let ctx = self.ctx.clone();
         let generation = self.generation.clone();
@@ -1673,6 +1762,7 @@ impl Client {
                 &mut self.response,
                 &mut self.head_out,
                 head_params,
+                client_write_timer.as_mut(),
             );
             let mut read_head = pin!(read_head);
             // Biased, so that a request body that is already complete (always the case for a
@@ -1697,11 +1787,16 @@ impl Client {
                 (None, _) => {
                     // The request is sent: while the upstream works on it, a client that
                     // closes ends the exchange at once instead of at the head timeout.
-                    let timed_head =
-                        monoio::time::timeout(timeouts.upstream_head, &mut read_head);
+                    let now = Instant::now();
+                    let timed_head = upstream_read_timer
+                        .as_mut()
+                        .until(now + timeouts.upstream_head, &mut read_head);
+                    let watch_from = now + CLIENT_WATCH_DELAY;
+                    let client_closed =
+                        client_closed_after(watch_from, client_watch_timer, client_watch);
                     let waited = monoio::select! {
                         head = timed_head => Some(head),
-                        () = client_closed_after(CLIENT_WATCH_DELAY, client_watch) => None,
+                        () = client_closed => None,
                     };
                     match waited {
                         None => Err(HeadEnd::ClientLeft),
@@ -1774,11 +1869,10 @@ impl Client {
                     },
                 );
                 let body_start = body_start + coalesced;
-                let written = monoio::time::timeout(
-                    timeouts.client_write,
-                    client_write.write_all(head_bytes),
-                )
-                .await;
+                let written = client_write_timer
+                    .as_mut()
+                    .limit(timeouts.client_write, client_write.write_all(head_bytes))
+                    .await;
                 match written {
                     Ok((Ok(_), head_bytes)) => {
                         self.record.status = self.response.status;
@@ -1818,6 +1912,10 @@ impl Client {
                                             pipe,
                                             pipe_bytes,
                                             response_params,
+                                            RelayTimers {
+                                                read: upstream_read_timer,
+                                                write: client_write_timer,
+                                            },
                                         )
                                         .await;
                                         relayed
@@ -1832,6 +1930,10 @@ impl Client {
                                             response_sink,
                                             &ctx.pool,
                                             response_params,
+                                            RelayTimers {
+                                                read: upstream_read_timer,
+                                                write: client_write_timer,
+                                            },
                                         )
                                         .await
                                     }
@@ -1970,9 +2072,13 @@ impl Client {
         );
         let response = std::mem::take(&mut self.head_out);
         let write_timeout = self.generation.config.timeouts.client_write;
-        if let Ok((Ok(_), response)) =
-            monoio::time::timeout(write_timeout, stream.write_all(response)).await
-        {
+        let written = self
+            .timers
+            .get()
+            .client_write
+            .limit(write_timeout, stream.write_all(response))
+            .await;
+        if let Ok((Ok(_), response)) = written {
             self.record.status = status;
             self.record.bytes_sent += response.len() as u64;
             self.head_out = response;
@@ -1981,6 +2087,7 @@ impl Client {
             linger(
                 &mut stream,
                 self.buffers.take().map(|buffers| buffers.inbound),
+                self.timers.get().client_read,
             )
             .await;
         }
@@ -2024,10 +2131,10 @@ fn release_drained(request_result: &mut Option<Result<Relayed, RelayFailure>>) {
     }
 }
 
-/// Waits `delay` (so that a fast response never starts a watch whose cancellation would cost
-/// an allocation in monoio), then completes when the client closes or resets its connection.
-async fn client_closed_after(delay: Duration, watch: &StreamWatcher<'_>) {
-    monoio::time::sleep(delay).await;
+/// Waits until `from` (so that a fast response never starts a watch whose cancellation would
+/// cost an allocation in monoio), then completes when the client closes or resets its connection.
+async fn client_closed_after(from: Instant, timer: Pin<&mut IoTimer>, watch: &StreamWatcher<'_>) {
+    timer.sleep_until(from).await;
     client_closed(watch).await;
 }
 
@@ -2049,7 +2156,7 @@ async fn client_closed(watch: &StreamWatcher<'_>) {
 /// Reads and discards what the client still sends, for at most `LINGER_TIMEOUT` and
 /// `LINGER_MAX_BYTES`, after the write side was shut down, so that closing with unread input
 /// does not reset the connection before the client has read the response.
-async fn linger(stream: &mut TcpStream, buf: Option<PoolBuf>) {
+async fn linger(stream: &mut TcpStream, buf: Option<PoolBuf>, mut timer: Pin<&mut IoTimer>) {
     let Some(mut buf) = buf else { return };
     if stream.shutdown().await.is_err() {
         return;
@@ -2059,9 +2166,8 @@ async fn linger(stream: &mut TcpStream, buf: Option<PoolBuf>) {
     while discarded < LINGER_MAX_BYTES {
         buf.clear();
         let capacity = buf.capacity();
-        match monoio::time::timeout_at(deadline.into(), stream.read(buf.slice_mut(0..capacity)))
-            .await
-        {
+        let read = stream.read(buf.slice_mut(0..capacity));
+        match timer.as_mut().until(deadline, read).await {
             Ok((Ok(n), slice)) if n > 0 => {
                 discarded += n;
                 buf = slice.into_inner();
@@ -2164,6 +2270,9 @@ struct Duplex<'d, 'io, 'x> {
     head_params: HeadReadParams,
     client_keep_alive: bool,
     extras: &'d ResponseExtras<'x>,
+    client_write_timer: Pin<&'d mut IoTimer>,
+    upstream_read_timer: Pin<&'d mut IoTimer>,
+    client_watch_timer: Pin<&'d mut IoTimer>,
 }
 
 /// The outcome of the concurrent part of an exchange.
@@ -2238,6 +2347,7 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
     response: &mut ResponseHead,
     head_out: &mut Vec<u8>,
     params: HeadReadParams,
+    mut write_timer: Pin<&mut IoTimer>,
 ) -> Result<(PoolBuf, usize), HeadFailure> {
     buf.clear();
     let mut sent_continue = false;
@@ -2280,9 +2390,9 @@ async fn read_response_head<R: AsyncReadRent, W: AsyncWriteRent>(
                     if forward {
                         forward::write_interim_head(head_out, &buf, response);
                         let bytes = std::mem::take(head_out);
-                        match monoio::time::timeout(params.write_timeout, client.write_all(bytes))
-                            .await
-                        {
+                        let timer = write_timer.as_mut();
+                        let written = timer.limit(params.write_timeout, client.write_all(bytes));
+                        match written.await {
                             Ok((Ok(_), bytes)) => *head_out = bytes,
                             _ => {
                                 let error = ProxyError::new(

@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut};
@@ -24,6 +24,7 @@ use crate::http::body::{
     encode_chunk_header,
 };
 use crate::sys::{Pipe, StreamReader, StreamWriter, splice_nonblocking};
+use crate::timer::IoTimer;
 
 /// Bytes kept free in front of every read, room for the longest chunk-size line ringway writes
 /// for a piece of at most 16 MiB (the largest allowed buffer): six hex digits and CRLF.
@@ -57,6 +58,12 @@ pub struct RelayParams {
     pub write_timeout: Duration,
     /// Most data bytes the body may have; more is `RelayFailure::TooLarge`.
     pub max_bytes: u64,
+}
+
+/// The timers that bound a relay's reads from its source and writes to its sink.
+pub struct RelayTimers<'t> {
+    pub read: Pin<&'t mut IoTimer>,
+    pub write: Pin<&'t mut IoTimer>,
 }
 
 /// The reason a relay stopped before the end of the body.
@@ -106,6 +113,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     sink: Sink,
     pool: &BufferPool,
     params: RelayParams,
+    mut timers: RelayTimers<'_>,
 ) -> Result<Relayed, RelayFailure> {
     let mut spare: Option<PoolBuf> = None;
     let mut total: u64 = 0;
@@ -118,11 +126,25 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         }
         if piece.done {
             if piece.end > piece.start {
-                buf =
-                    write_range(writer, buf, piece.start, piece.end, params.write_timeout).await?;
+                let timer = timers.write.as_mut();
+                buf = write_range(
+                    writer,
+                    buf,
+                    piece.start,
+                    piece.end,
+                    timer,
+                    params.write_timeout,
+                )
+                .await?;
             }
             if piece.last_chunk_separate {
-                write_static(writer, LAST_CHUNK, params.write_timeout).await?;
+                write_static(
+                    writer,
+                    LAST_CHUNK,
+                    timers.write.as_mut(),
+                    params.write_timeout,
+                )
+                .await?;
             }
             return Ok(Relayed {
                 buf,
@@ -135,8 +157,9 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         }
         let read_result = match spare.take() {
             Some(next) if piece.end > piece.start => {
+                let written_range = (buf, piece.start, piece.end);
                 let (written, read) =
-                    write_while_reading(writer, buf, piece.start, piece.end, reader, next, params)
+                    write_while_reading(writer, written_range, reader, next, params, &mut timers)
                         .await?;
                 spare = Some(written);
                 read
@@ -144,17 +167,25 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
             other => {
                 spare = other;
                 if piece.end > piece.start {
-                    buf = write_range(writer, buf, piece.start, piece.end, params.write_timeout)
-                        .await?;
+                    let timer = timers.write.as_mut();
+                    buf = write_range(
+                        writer,
+                        buf,
+                        piece.start,
+                        piece.end,
+                        timer,
+                        params.write_timeout,
+                    )
+                    .await?;
                 }
-                read_piece(reader, buf, params.read_timeout).await?
+                read_piece(reader, buf, timers.read.as_mut(), params.read_timeout).await?
             }
         };
         let (n, next_buf) = read_result;
         buf = next_buf;
         pos = HEADROOM;
         if n == 0 {
-            return finish_at_eof(writer, buf, &source, sink, total, params).await;
+            return finish_at_eof(writer, buf, &source, sink, total, params, timers.write).await;
         }
     }
 }
@@ -167,12 +198,13 @@ async fn finish_at_eof<W: AsyncWriteRent>(
     sink: Sink,
     total: u64,
     params: RelayParams,
+    write_timer: Pin<&mut IoTimer>,
 ) -> Result<Relayed, RelayFailure> {
     if !matches!(source, Source::Close) {
         return Err(RelayFailure::SourceClosed);
     }
     if sink == Sink::Chunked {
-        write_static(writer, LAST_CHUNK, params.write_timeout).await?;
+        write_static(writer, LAST_CHUNK, write_timer, params.write_timeout).await?;
     }
     Ok(Relayed {
         pos: buf.len(),
@@ -276,10 +308,14 @@ fn read_window(buf: &mut PoolBuf) -> (usize, usize) {
 async fn read_piece<R: AsyncReadRent>(
     reader: &mut R,
     mut buf: PoolBuf,
+    timer: Pin<&mut IoTimer>,
     limit: Duration,
 ) -> Result<(usize, PoolBuf), RelayFailure> {
     let (start, end) = read_window(&mut buf);
-    match monoio::time::timeout(limit, reader.read(buf.slice_mut(start..end))).await {
+    match timer
+        .limit(limit, reader.read(buf.slice_mut(start..end)))
+        .await
+    {
         Err(_) => Err(RelayFailure::SourceTimeout),
         Ok((Err(err), _)) => Err(RelayFailure::SourceError(err)),
         Ok((Ok(n), slice)) => Ok((n, slice.into_inner())),
@@ -291,9 +327,13 @@ async fn write_range<W: AsyncWriteRent>(
     buf: PoolBuf,
     start: usize,
     end: usize,
+    timer: Pin<&mut IoTimer>,
     limit: Duration,
 ) -> Result<PoolBuf, RelayFailure> {
-    match monoio::time::timeout(limit, writer.write_all(buf.slice(start..end))).await {
+    match timer
+        .limit(limit, writer.write_all(buf.slice(start..end)))
+        .await
+    {
         Err(_) => Err(RelayFailure::SinkTimeout),
         Ok((Err(err), _)) => Err(RelayFailure::SinkError(err)),
         Ok((Ok(_), slice)) => Ok(slice.into_inner()),
@@ -303,35 +343,42 @@ async fn write_range<W: AsyncWriteRent>(
 async fn write_static<W: AsyncWriteRent>(
     writer: &mut W,
     bytes: &'static [u8],
+    timer: Pin<&mut IoTimer>,
     limit: Duration,
 ) -> Result<(), RelayFailure> {
-    match monoio::time::timeout(limit, writer.write_all(bytes)).await {
+    match timer.limit(limit, writer.write_all(bytes)).await {
         Err(_) => Err(RelayFailure::SinkTimeout),
         Ok((Err(err), _)) => Err(RelayFailure::SinkError(err)),
         Ok((Ok(_), _)) => Ok(()),
     }
 }
 
-/// Writes `buf[start..end]` while reading the next piece into `next`. Returns the written buffer
-/// (now free) and the read count with the buffer read into. A failure on either side returns at
-/// once. The other operation is then cancelled, and its buffer goes back to the pool when the
-/// kernel is done with it.
+/// Writes bytes `start..end` of `buf` while reading the next piece into `next`.
+/// Returns the written buffer (now free) and the read count with the buffer read into. A failure
+/// on either side returns at once. The other operation is then cancelled, and its buffer goes
+/// back to the pool when the kernel is done with it.
 async fn write_while_reading<R: AsyncReadRent, W: AsyncWriteRent>(
     writer: &mut W,
-    buf: PoolBuf,
-    start: usize,
-    end: usize,
+    (buf, start, end): (PoolBuf, usize, usize),
     reader: &mut R,
     mut next: PoolBuf,
     params: RelayParams,
+    timers: &mut RelayTimers<'_>,
 ) -> Result<(PoolBuf, (usize, PoolBuf)), RelayFailure> {
-    let write = pin!(write_range(writer, buf, start, end, params.write_timeout));
+    let write_timer = timers.write.as_mut();
+    let write = pin!(write_range(
+        writer,
+        buf,
+        start,
+        end,
+        write_timer,
+        params.write_timeout
+    ));
+    read_window(&mut next);
     let read = pin!(read_piece(
         reader,
-        {
-            read_window(&mut next);
-            next
-        },
+        next,
+        timers.read.as_mut(),
         params.read_timeout
     ));
     both_or_first_error(write, read).await
@@ -375,12 +422,22 @@ pub async fn splice_relay(
     pipe: &Pipe,
     pipe_bytes: usize,
     params: RelayParams,
+    mut timers: RelayTimers<'_>,
 ) -> Result<Relayed, RelayFailure> {
     let piece =
         frame_piece(&mut buf, pos, &mut source, Sink::Raw).map_err(RelayFailure::SourceInvalid)?;
     let mut total = piece.data_bytes;
     if piece.end > piece.start {
-        buf = write_range(writer, buf, piece.start, piece.end, params.write_timeout).await?;
+        let timer = timers.write.as_mut();
+        buf = write_range(
+            writer,
+            buf,
+            piece.start,
+            piece.end,
+            timer,
+            params.write_timeout,
+        )
+        .await?;
     }
     if piece.done {
         return Ok(Relayed {
@@ -407,7 +464,8 @@ pub async fn splice_relay(
             match splice_nonblocking(upstream.raw_fd(), pipe.write_fd(), want) {
                 Ok(moved) => break moved,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    match monoio::time::timeout(params.read_timeout, upstream.readable()).await {
+                    let timer = timers.read.as_mut();
+                    match timer.limit(params.read_timeout, upstream.readable()).await {
                         Err(_) => return Err(RelayFailure::SourceTimeout),
                         Ok(Err(err)) => return Err(RelayFailure::SourceError(err)),
                         Ok(Ok(())) => {}
@@ -427,7 +485,14 @@ pub async fn splice_relay(
                 _ => Err(RelayFailure::SourceClosed),
             };
         }
-        drain_pipe(pipe, writer, moved, params.write_timeout).await?;
+        drain_pipe(
+            pipe,
+            writer,
+            moved,
+            timers.write.as_mut(),
+            params.write_timeout,
+        )
+        .await?;
         total += moved as u64;
         if let Source::Length(decoder) = &mut source {
             decoder.take(moved);
@@ -440,6 +505,7 @@ async fn drain_pipe(
     pipe: &Pipe,
     writer: &StreamWriter<'_>,
     mut len: usize,
+    mut timer: Pin<&mut IoTimer>,
     limit: Duration,
 ) -> Result<(), RelayFailure> {
     while len > 0 {
@@ -447,7 +513,7 @@ async fn drain_pipe(
             Ok(0) => return Err(RelayFailure::SinkError(io::ErrorKind::WriteZero.into())),
             Ok(moved) => len -= moved,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                match monoio::time::timeout(limit, writer.writable()).await {
+                match timer.as_mut().limit(limit, writer.writable()).await {
                     Err(_) => return Err(RelayFailure::SinkTimeout),
                     Ok(Err(err)) => return Err(RelayFailure::SinkError(err)),
                     Ok(Ok(())) => {}

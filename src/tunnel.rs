@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::time::{Duration, Instant};
 
 use monoio::buf::{IoBuf, IoBufMut};
@@ -16,7 +16,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::buffer::{BufferPool, PoolBuf};
 use crate::error::Side;
+use crate::relay::RelayTimers;
 use crate::sys::{StreamReader, StreamWriter};
+use crate::timer::IoTimer;
 
 /// Bytes that arrived behind a head and already belong to the tunnel: `buf[start..]`.
 pub struct Early {
@@ -53,7 +55,8 @@ pub enum TunnelEndReason {
 
 /// Copies bytes between the client and the upstream until both have closed, one fails, or
 /// the tunnel stays idle for `params.idle_timeout`. A side that closes its sending half has
-/// that close passed on (a TCP half-close), and the other direction goes on.
+/// that close passed on (a TCP half-close), and the other direction goes on. Each direction
+/// waits and writes under the timers of its source and sink.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     client_read: &mut StreamReader<'_>,
@@ -64,6 +67,8 @@ pub async fn run(
     from_upstream: Option<Early>,
     pool: &BufferPool,
     params: TunnelParams,
+    up_timers: RelayTimers<'_>,
+    down_timers: RelayTimers<'_>,
 ) -> TunnelEnd {
     let last_activity = Cell::new(Instant::now());
     let mut up = pin!(pump(
@@ -74,6 +79,7 @@ pub async fn run(
         params,
         &last_activity,
         Side::Client,
+        up_timers,
     ));
     let mut down = pin!(pump(
         upstream_read,
@@ -83,6 +89,7 @@ pub async fn run(
         params,
         &last_activity,
         Side::Upstream,
+        down_timers,
     ));
     let (first, up_finished) = monoio::select! {
         result = &mut up => (result, true),
@@ -126,6 +133,7 @@ struct PumpError {
 }
 
 /// Copies one direction until its source closes; returns the bytes copied.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     from: &mut StreamReader<'_>,
     to: &mut StreamWriter<'_>,
@@ -134,6 +142,7 @@ async fn pump(
     params: TunnelParams,
     last_activity: &Cell<Instant>,
     source: Side,
+    mut timers: RelayTimers<'_>,
 ) -> Result<u64, PumpError> {
     let sink = match source {
         Side::Client => Side::Upstream,
@@ -144,9 +153,14 @@ async fn pump(
         let len = buf.len();
         if start < len {
             bytes += (len - start) as u64;
-            write_all(to, buf.slice(start..len), params.write_timeout)
-                .await
-                .map_err(|error| failed(bytes, sink, error))?;
+            write_all(
+                to,
+                buf.slice(start..len),
+                timers.write.as_mut(),
+                params.write_timeout,
+            )
+            .await
+            .map_err(|error| failed(bytes, sink, error))?;
             last_activity.set(Instant::now());
         }
     }
@@ -156,7 +170,7 @@ async fn pump(
         // is busy, so a one-way stream (server push, say) is not cut as idle.
         loop {
             let deadline = last_activity.get() + params.idle_timeout;
-            match monoio::time::timeout_at(deadline.into(), watch.readable()).await {
+            match timers.read.as_mut().until(deadline, watch.readable()).await {
                 Ok(Ok(())) => break,
                 Ok(Err(error)) => return Err(failed(bytes, source, error)),
                 Err(_) if last_activity.get() + params.idle_timeout <= Instant::now() => {
@@ -185,9 +199,14 @@ async fn pump(
         };
         last_activity.set(Instant::now());
         bytes += count as u64;
-        write_all(to, buf.slice(0..count), params.write_timeout)
-            .await
-            .map_err(|error| failed(bytes, sink, error))?;
+        write_all(
+            to,
+            buf.slice(0..count),
+            timers.write.as_mut(),
+            params.write_timeout,
+        )
+        .await
+        .map_err(|error| failed(bytes, sink, error))?;
         last_activity.set(Instant::now());
     }
 }
@@ -205,9 +224,10 @@ fn failed(bytes: u64, side: Side, error: io::Error) -> PumpError {
 async fn write_all<T: IoBuf + 'static>(
     to: &mut StreamWriter<'_>,
     bytes: T,
+    timer: Pin<&mut IoTimer>,
     limit: Duration,
 ) -> io::Result<()> {
-    match monoio::time::timeout(limit, to.write_all(bytes)).await {
+    match timer.limit(limit, to.write_all(bytes)).await {
         Ok((result, _)) => result.map(|_| ()),
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
