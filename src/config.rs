@@ -323,7 +323,8 @@ impl Workers {
 /// The I/O driver that the workers run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Driver {
-    /// io_uring when the kernel supports it, epoll otherwise.
+    /// The driver that measured fastest: epoll. With monoio 0.2.4, io_uring matched epoll on
+    /// small requests and lost on downloads (docs/BENCHMARKS.md), so it runs only when asked for.
     #[default]
     Auto,
     IoUring,
@@ -363,8 +364,10 @@ impl Default for IoUring {
 /// The way response bodies with a known end move from the upstream socket to the client socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RelayMode {
-    /// Through pooled buffers in user space, overlapping each read with the previous write.
+    /// Splice on epoll workers, copy on io_uring workers, where splice does not apply.
     #[default]
+    Auto,
+    /// Through pooled buffers in user space, overlapping each read with the previous write.
     Copy,
     /// With splice(2) through a per-worker pool of pipes, without copying into user space. It
     /// applies to Content-Length and close-delimited response bodies relayed as they are; chunked
@@ -1590,9 +1593,10 @@ impl Checker<'_> {
 
     fn check_relay(&mut self, value: &Json) -> Option<RelayMode> {
         const PATH: &str = "relay";
-        let fix = "use \"copy\" or \"splice\"";
+        let fix = "use \"auto\", \"copy\" or \"splice\"";
         let name = self.string(PATH, value, fix)?;
         match name {
+            "auto" => Some(RelayMode::Auto),
             "copy" => Some(RelayMode::Copy),
             "splice" => Some(RelayMode::Splice),
             other => {
@@ -2840,8 +2844,12 @@ pub(super) mod tests {
 
     #[test]
     fn relay_modes() {
-        assert_eq!(parse_ok(&minimal_with(&[])).relay, RelayMode::Copy);
-        for (name, mode) in [("copy", RelayMode::Copy), ("splice", RelayMode::Splice)] {
+        assert_eq!(parse_ok(&minimal_with(&[])).relay, RelayMode::Auto);
+        for (name, mode) in [
+            ("auto", RelayMode::Auto),
+            ("copy", RelayMode::Copy),
+            ("splice", RelayMode::Splice),
+        ] {
             let config = parse_ok(&minimal_with(&[("/relay", json!(name))]));
             assert_eq!(config.relay, mode, "relay {name}");
         }

@@ -134,6 +134,8 @@ pub struct WorkerContext {
     pub pipes: RefCell<Vec<Pipe>>,
     /// State of closed connections kept for new ones, at most `MAX_SPARE_STATES`.
     pub spare_states: RefCell<Vec<ConnectionState>>,
+    /// A pipe or a spare state was taken since the last `release_unused_spares`.
+    pub spares_taken: Cell<bool>,
 }
 
 fn request_limits(config: &Config) -> HeadLimits {
@@ -169,6 +171,7 @@ impl WorkerContext {
     /// Takes an idle pipe or creates one; `None` when the system has no descriptors to spare,
     /// and then the relay copies instead.
     fn take_pipe(&self) -> Option<Pipe> {
+        self.spares_taken.set(true);
         if let Some(pipe) = self.pipes.borrow_mut().pop() {
             return Some(pipe);
         }
@@ -181,8 +184,20 @@ impl WorkerContext {
         }
     }
 
+    /// Closes the idle pipes and frees the spare connection states if none was taken since
+    /// the previous call, so that a quiet worker holds no descriptors or memory for a load
+    /// that has passed. Called periodically, like `BufferPool::free_if_unused`.
+    pub fn release_unused_spares(&self) {
+        if self.spares_taken.replace(false) {
+            return;
+        }
+        self.pipes.borrow_mut().clear();
+        self.spare_states.borrow_mut().clear();
+    }
+
     /// Takes the state of a closed connection, or a new one.
     fn take_state(&self) -> ConnectionState {
+        self.spares_taken.set(true);
         let mut state = self.spare_states.borrow_mut().pop().unwrap_or_default();
         state.idle_buf.reserve_exact(IDLE_READ_BYTES);
         state
