@@ -126,47 +126,37 @@ pub struct ResponseHead {
     pub upgrade: Option<Span>,
 }
 
-impl ResponseHead {
-    /// Returns the head to its default state, keeping the capacity of its vectors.
-    pub fn reset(&mut self) {
-        let mut fields = std::mem::take(&mut self.fields);
-        let mut connection_tokens = std::mem::take(&mut self.connection_tokens);
-        fields.clear();
-        connection_tokens.clear();
-        *self = ResponseHead {
-            fields,
-            connection_tokens,
-            ..ResponseHead::default()
-        };
-    }
+/// Gives a head type, whose vectors are `fields` and `connection_tokens`, the methods that let
+/// a worker reuse it for another connection.
+macro_rules! reusable_head {
+    ($head:ident) => {
+        impl $head {
+            /// Returns the head to its default state, keeping the capacity of its vectors.
+            pub fn reset(&mut self) {
+                let mut fields = std::mem::take(&mut self.fields);
+                let mut connection_tokens = std::mem::take(&mut self.connection_tokens);
+                fields.clear();
+                connection_tokens.clear();
+                *self = $head {
+                    fields,
+                    connection_tokens,
+                    ..$head::default()
+                };
+            }
 
-    /// Returns the bytes of capacity its vectors hold.
-    pub fn capacity_bytes(&self) -> usize {
-        self.fields.capacity() * size_of::<Field>()
-            + self.connection_tokens.capacity() * size_of::<Span>()
-    }
+            /// Returns the bytes of capacity its vectors hold.
+            pub fn capacity_bytes(&self) -> usize {
+                self.fields.capacity() * size_of::<Field>()
+                    + self.connection_tokens.capacity() * size_of::<Span>()
+            }
+        }
+    };
 }
 
+reusable_head!(RequestHead);
+reusable_head!(ResponseHead);
+
 impl RequestHead {
-    /// Returns the head to its default state, keeping the capacity of its vectors.
-    pub fn reset(&mut self) {
-        let mut fields = std::mem::take(&mut self.fields);
-        let mut connection_tokens = std::mem::take(&mut self.connection_tokens);
-        fields.clear();
-        connection_tokens.clear();
-        *self = RequestHead {
-            fields,
-            connection_tokens,
-            ..RequestHead::default()
-        };
-    }
-
-    /// Returns the bytes of capacity its vectors hold.
-    pub fn capacity_bytes(&self) -> usize {
-        self.fields.capacity() * size_of::<Field>()
-            + self.connection_tokens.capacity() * size_of::<Span>()
-    }
-
     pub fn method<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         self.method.of(buf)
     }
