@@ -86,7 +86,7 @@ impl AccessLogWriter {
                 format: config.format,
                 buf: RefCell::new(Vec::with_capacity(BUFFER_BYTES)),
                 lines: Cell::new(0),
-                sender: sender.clone(),
+                sender: RefCell::new(Some(sender.clone())),
                 spares,
                 drop_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
             });
@@ -209,7 +209,8 @@ pub struct AccessLog {
     buf: RefCell<Vec<u8>>,
     /// Lines in `buf`, to count them when they are dropped.
     lines: Cell<u64>,
-    sender: SyncSender<Batch>,
+    /// `None` once the worker has ended (`close`).
+    sender: RefCell<Option<SyncSender<Batch>>>,
     /// Emptied buffers coming back from the writer.
     spares: Receiver<Vec<u8>>,
     drop_log: RefCell<RateLimitedLog>,
@@ -254,6 +255,14 @@ impl AccessLog {
         self.flush(metrics);
     }
 
+    /// Hands the buffered lines to the writer and lets go of it, so that the writer can finish
+    /// once every worker has closed. A worker calls this when it ends, because its runtime may
+    /// leave tasks that hold the worker's state (and so this log) undropped.
+    pub fn close(&self, metrics: &WorkerMetrics) {
+        self.flush(metrics);
+        self.sender.borrow_mut().take();
+    }
+
     /// Hands the buffered lines to the writer; drops and counts them when its queue is full.
     pub fn flush(&self, metrics: &WorkerMetrics) {
         let mut buf = self.buf.borrow_mut();
@@ -270,7 +279,11 @@ impl AccessLog {
             worker: self.worker,
             bytes,
         };
-        match self.sender.try_send(batch) {
+        let sent = match self.sender.borrow().as_ref() {
+            Some(sender) => sender.try_send(batch),
+            None => Err(TrySendError::Disconnected(batch)),
+        };
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
                 // Keep the full buffer for reuse and give the spare back.

@@ -120,6 +120,9 @@ pub struct WorkerContext {
     pub clients: ClientRegistry,
     /// Set once the worker drains: connections close after their current response.
     pub draining: Cell<bool>,
+    /// Set once the worker has answered the drain command, so that it does not end before the
+    /// controller hears that its listeners are closed.
+    pub drain_answered: Cell<bool>,
     /// Cancels the pending accept of every listener when the worker drains; `None` once used.
     pub accept_canceller: RefCell<Option<Canceller>>,
     /// Listeners whose accept loop has not ended yet.

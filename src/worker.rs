@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelHandle, Canceller};
 use monoio::net::{ListenerOpts, TcpListener, UnixStream};
@@ -329,6 +329,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         connections: Cell::new(0),
         clients: ClientRegistry::default(),
         draining: Cell::new(false),
+        drain_answered: Cell::new(false),
         accept_canceller: RefCell::new(Some(Canceller::new())),
         open_listeners: Cell::new(listeners.len()),
         pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
@@ -388,8 +389,15 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         monoio::time::sleep(DRAIN_POLL_INTERVAL).await;
     }
     open.store(0, Ordering::Relaxed);
+    // A worker without connections gets here before its control task has answered the drain
+    // command. Ending now would drop that task, and the controller would wait out its reply
+    // timeout and report the worker as failed.
+    let answer_deadline = Instant::now() + control::REPLY_TIMEOUT;
+    while !ctx.drain_answered.get() && Instant::now() < answer_deadline {
+        monoio::time::sleep(DRAIN_POLL_INTERVAL).await;
+    }
     if let Some(log) = &ctx.access_log {
-        log.flush(&ctx.metrics);
+        log.close(&ctx.metrics);
     }
     debug!(worker, "worker drained");
 }
@@ -445,6 +453,9 @@ async fn serve_control(
             }
         }
         let (result, _) = socket.write_all(vec![command as u8]).await;
+        if command == Command::Drain {
+            ctx.drain_answered.set(true);
+        }
         if result.is_err() {
             return;
         }

@@ -377,6 +377,35 @@ fn drain_grace_expiry_cuts_connections() {
 }
 
 #[test]
+fn quiet_workers_drain_at_once() {
+    // Workers with no connection used to end before answering the drain command, so the main
+    // thread waited out its reply timeout (2 s) per worker and logged them as failed.
+    let origin = origin_answering(b"ok");
+    for driver in DRIVERS {
+        let mut config = config_for(origin.addr, driver);
+        config["workers"] = json!(2);
+        let mut ringway = Ringway::start(&config);
+        let signalled = Instant::now();
+        ringway.signal(libc::SIGTERM);
+        let status = ringway
+            .wait_for_exit(TIMEOUT)
+            .expect("ringway exits after the drain");
+        let took = signalled.elapsed();
+        assert!(status.success(), "{driver:?}: exit status {status:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "{driver:?}: exited {took:?} after SIGTERM\n{}",
+            ringway.logs()
+        );
+        assert!(
+            !ringway.logs().contains("drain failed"),
+            "{driver:?}: {}",
+            ringway.logs()
+        );
+    }
+}
+
+#[test]
 fn second_signal_exits_at_once() {
     let origin = slow_origin(Duration::from_secs(5), Duration::ZERO);
     let config = config_for(origin.addr, Driver::Epoll);
