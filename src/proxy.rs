@@ -120,9 +120,9 @@ pub struct WorkerContext {
     pub clients: ClientRegistry,
     /// Set once the worker drains: connections close after their current response.
     pub draining: Cell<bool>,
-    /// Set once the worker has answered the drain command, so that it does not end before the
-    /// controller hears that its listeners are closed.
-    pub drain_answered: Cell<bool>,
+    /// Set once the worker has replied to the drain command, so that it does not end before
+    /// the controller learns that its listeners are closed.
+    pub drain_replied: Cell<bool>,
     /// Cancels the pending accept of every listener when the worker drains; `None` once used.
     pub accept_canceller: RefCell<Option<Canceller>>,
     /// Listeners whose accept loop has not ended yet.
@@ -188,7 +188,7 @@ impl WorkerContext {
     }
 
     /// Closes the idle pipes and frees the spare connection states if none was taken since
-    /// the previous call, so that a quiet worker holds no descriptors or memory for a load
+    /// the previous call, so that a quiet worker keeps no descriptors or memory for a load
     /// that has passed. Called periodically, like `BufferPool::free_if_unused`.
     pub fn release_unused_spares(&self) {
         if self.spares_taken.replace(false) {
@@ -427,44 +427,15 @@ pub struct ConnectionState {
 }
 
 impl ConnectionState {
-    /// Returns the bytes of capacity its vectors hold.
-    fn capacity_bytes(&self) -> usize {
-        let Scratch {
-            target,
-            host,
-            request_id: scratch_id,
-            cookie,
-        } = &self.scratch;
-        let bytes = [
-            &self.request_line,
-            &self.head_out,
-            &self.idle_buf,
-            &self.path_buf,
-            target,
-            host,
-            scratch_id,
-            cookie,
-            &self.request_id,
-            &self.error_fields,
-        ]
-        .iter()
-        .map(|vec| vec.capacity())
-        .sum::<usize>();
-        bytes + self.request.capacity_bytes() + self.response.capacity_bytes()
-    }
-
-    /// Empties the vectors and resets the heads, so nothing of the closed connection is seen
-    /// by the next.
-    fn clear(&mut self) {
-        self.request.reset();
-        self.response.reset();
+    /// Returns its byte vectors, those of `scratch` included.
+    fn byte_vectors(&mut self) -> [&mut Vec<u8>; 10] {
         let Scratch {
             target,
             host,
             request_id: scratch_id,
             cookie,
         } = &mut self.scratch;
-        for vec in [
+        [
             &mut self.request_line,
             &mut self.head_out,
             &mut self.idle_buf,
@@ -475,7 +446,21 @@ impl ConnectionState {
             cookie,
             &mut self.request_id,
             &mut self.error_fields,
-        ] {
+        ]
+    }
+
+    /// Returns the bytes of capacity its vectors hold.
+    fn capacity_bytes(&mut self) -> usize {
+        let bytes: usize = self.byte_vectors().iter().map(|vec| vec.capacity()).sum();
+        bytes + self.request.capacity_bytes() + self.response.capacity_bytes()
+    }
+
+    /// Empties the vectors and resets the heads, so nothing of the closed connection is seen
+    /// by the next.
+    fn clear(&mut self) {
+        self.request.reset();
+        self.response.reset();
+        for vec in self.byte_vectors() {
             vec.clear();
         }
     }

@@ -329,7 +329,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
         connections: Cell::new(0),
         clients: ClientRegistry::default(),
         draining: Cell::new(false),
-        drain_answered: Cell::new(false),
+        drain_replied: Cell::new(false),
         accept_canceller: RefCell::new(Some(Canceller::new())),
         open_listeners: Cell::new(listeners.len()),
         pool_log: RefCell::new(RateLimitedLog::new(REPEATED_LOG_INTERVAL)),
@@ -393,7 +393,7 @@ async fn worker_main(start: WorkerStart, pinned: bool, config: Arc<Config>) {
     // command. Ending now would drop that task, and the controller would wait out its reply
     // timeout and report the worker as failed.
     let answer_deadline = Instant::now() + control::REPLY_TIMEOUT;
-    while !ctx.drain_answered.get() && Instant::now() < answer_deadline {
+    while !ctx.drain_replied.get() && Instant::now() < answer_deadline {
         monoio::time::sleep(DRAIN_POLL_INTERVAL).await;
     }
     if let Some(log) = &ctx.access_log {
@@ -454,7 +454,7 @@ async fn serve_control(
         }
         let (result, _) = socket.write_all(vec![command as u8]).await;
         if command == Command::Drain {
-            ctx.drain_answered.set(true);
+            ctx.drain_replied.set(true);
         }
         if result.is_err() {
             return;

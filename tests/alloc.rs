@@ -93,12 +93,17 @@ fn allocations_per_request(driver: Driver, request: &[u8]) -> f64 {
     for _ in 0..WARM_UP_REQUESTS {
         round_trip(&mut stream, request, &mut buf);
     }
+    allocations_per_call(MEASURED_REQUESTS, || round_trip(&mut stream, request, &mut buf))
+}
+
+/// Calls `call` `count` times and returns the allocations counted per call.
+fn allocations_per_call(count: u64, mut call: impl FnMut()) -> f64 {
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..MEASURED_REQUESTS {
-        round_trip(&mut stream, request, &mut buf);
+    for _ in 0..count {
+        call();
     }
     let after = ALLOCATIONS.load(Ordering::Relaxed);
-    (after - before) as f64 / MEASURED_REQUESTS as f64
+    (after - before) as f64 / count as f64
 }
 
 #[test]
@@ -139,12 +144,7 @@ fn allocations_per_connection(driver: Driver) -> f64 {
     for _ in 0..WARM_UP_CONNECTIONS {
         one_connection();
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..MEASURED_CONNECTIONS {
-        one_connection();
-    }
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
-    (after - before) as f64 / MEASURED_CONNECTIONS as f64
+    allocations_per_call(MEASURED_CONNECTIONS, one_connection)
 }
 
 #[test]

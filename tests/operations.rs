@@ -378,7 +378,7 @@ fn drain_grace_expiry_cuts_connections() {
 
 #[test]
 fn quiet_workers_drain_at_once() {
-    // Workers with no connection used to end before answering the drain command, so the main
+    // Workers with no connection used to end before replying to the drain command, so the main
     // thread waited out its reply timeout (2 s) per worker and logged them as failed.
     let origin = origin_answering(b"ok");
     for driver in DRIVERS {

@@ -133,8 +133,8 @@ fn request_head_exact_bytes() {
 
 #[test]
 fn request_lines_normalized_between_copied_runs() {
-    // Lines already in ringway's form are copied in runs; the others are rewritten with
-    // one space after the colon, no trailing whitespace and CRLF, and the order stays.
+    // Lines already in ringway's form are copied in runs. The others are rewritten with one
+    // space after the colon, no trailing whitespace and CRLF, and the order stays.
     let raw = b"GET /a HTTP/1.1\r\nHost: example.com\r\nA: 1\r\nB:2\r\nC: 3\r\nConnection: close\r\nD: 4\r\nE:   5  \r\nF: 6\nG: \r\n\r\n";
     let expected = format!(
         "GET /a HTTP/1.1\r\nHost: example.com\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: \r\n{ADDED_FOR_EXAMPLE}\r\n"
